@@ -1,0 +1,207 @@
+"""CIFAR-10 files -> uint8 tensors: find, verify and read the canonical python layout.
+
+The layout is ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}, each a pickled
+dict. Files matching the official md5 sums are trusted; any other copy (a re-encoded mirror, the
+tiny fakes the tests write) is accepted after a structural check, and a one-line notice says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write
+from .errors import DataError
+
+BATCH_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+ROW_SIZE = 3 * 32 * 32  # 1024 red, then 1024 green, then 1024 blue values, each row-major
+# md5 of the files in the official cifar-10-python.tar.gz (the sums torchvision checks).
+OFFICIAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+DATA_ENV = "CIFAR10_ROOT"
+FIX_HINT = "run `alexnet-cifar download --data-dir DIR` or copy the official files there again"
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, 3, 32, 32) uint8
+    labels: torch.Tensor  # (N,) int64, 0..9
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class CIFAR10:
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    folder: Path
+    official: bool  # every file matches the official md5 sum
+
+    def summary(self) -> str:
+        """One line: where, how many images, per-class counts and how the files were verified."""
+        train_counts = torch.bincount(self.train.labels, minlength=10).tolist()
+        test_counts = torch.bincount(self.test.labels, minlength=10).tolist()
+        check = "official md5 sums" if self.official else "structural check (not the official md5 sums)"
+        return (
+            f"CIFAR-10 at {self.folder}: {len(self.train):,} train + {len(self.test):,} test images, "
+            f"per class {_span(train_counts)} train / {_span(test_counts)} test; verified by {check}"
+        )
+
+
+def _span(counts: Sequence[int]) -> str:
+    lo, hi = min(counts), max(counts)
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """--data-dir if given, else $CIFAR10_ROOT, else ./data."""
+    if data_dir is not None:
+        return Path(data_dir)
+    return Path(os.environ.get(DATA_ENV) or "data")
+
+
+def batches_dir(root: Path) -> Path:
+    """The folder holding the batch files: ROOT/cifar-10-batches-py, or ROOT itself if it has them."""
+    if not (root / BATCH_DIR).is_dir() and (root / TEST_FILE).is_file():
+        return root
+    return root / BATCH_DIR
+
+
+def missing_files(root: Path) -> list[str]:
+    folder = batches_dir(root)
+    return [name for name in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (folder / name).is_file()]
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a CIFAR batch needs nothing else, and a
+    foreign pickle must not be able to run code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        with warnings.catch_warnings():  # numpy 2 warns about the numpy.core alias
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
+def read_pickle(path: Path) -> dict[str, object]:
+    """A CIFAR pickle as a dict with str keys (py2 files give str under latin1, py3 ones bytes)."""
+    try:
+        with open(path, "rb") as f:
+            obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}; {FIX_HINT}") from None
+    except Exception as exc:  # pickle raises many types on garbage: all mean the same to a user
+        reason = "truncated" if isinstance(exc, EOFError) else f"corrupt ({type(exc).__name__}: {exc})"
+        raise DataError(f"{path} is {reason}, not a CIFAR-10 batch; {FIX_HINT}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a {type(obj).__name__}, not a CIFAR-10 dict; {FIX_HINT}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file -> (N, 3072) uint8 rows and (N,) int64 labels, structurally checked."""
+    entry = read_pickle(path)
+    if "labels" not in entry or "data" not in entry:
+        hint = " (it looks like CIFAR-100)" if "fine_labels" in entry else ""
+        raise DataError(f"{path} has keys {sorted(entry)}, not CIFAR-10's 'data' and 'labels'{hint}; {FIX_HINT}")
+    data, labels = entry["data"], np.asarray(entry["labels"])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_SIZE:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"{path}: 'data' must be uint8 rows of {ROW_SIZE} values, got {shape}; {FIX_HINT}")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+        raise DataError(f"{path}: {labels.size} labels for {len(data)} images; {FIX_HINT}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path}: labels must be 0-9, found {labels.min()}..{labels.max()}; {FIX_HINT}")
+    return data, labels.astype(np.int64)
+
+
+def read_classes(path: Path) -> tuple[str, ...]:
+    names = read_pickle(path).get("label_names")
+    if not isinstance(names, list) or len(names) != 10:
+        raise DataError(f"{path}: 'label_names' must list 10 class names, got {names!r}; {FIX_HINT}")
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+
+def read_split(paths: Sequence[Path]) -> Split:
+    parts = [read_batch(p) for p in paths]
+    data = np.concatenate([d for d, _ in parts])
+    labels = np.concatenate([lab for _, lab in parts])
+    images = torch.from_numpy(data).view(-1, 3, 32, 32)
+    return Split(images=images, labels=torch.from_numpy(labels))
+
+
+def md5sum(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_official(folder: Path) -> bool:
+    return all(md5sum(folder / name) == md5 for name, md5 in OFFICIAL_MD5.items())
+
+
+def load_cifar10(root: str | os.PathLike) -> CIFAR10:
+    """Read and check all of CIFAR-10 under `root`; raises DataError with the fix on any problem."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist; {FIX_HINT}, or pass --data-dir")
+    missing = missing_files(root)
+    if missing:
+        raise DataError(f"CIFAR-10 files missing under {batches_dir(root)}: {', '.join(missing)}; {FIX_HINT}")
+    folder = batches_dir(root)
+    return CIFAR10(
+        train=read_split([folder / name for name in TRAIN_FILES]),
+        test=read_split([folder / TEST_FILE]),
+        classes=read_classes(folder / META_FILE),
+        folder=folder,
+        official=is_official(folder),
+    )
+
+
+def write_batch(path: Path, data: np.ndarray, labels: Sequence[int], batch_label: str) -> None:
+    """Write one batch file in the canonical layout (str keys), atomically."""
+    names = [f"{path.name}_{i:05d}.png" for i in range(len(labels))]
+    entry = {"batch_label": batch_label, "labels": [int(x) for x in labels], "data": data, "filenames": names}
+    with atomic_write(path) as f:
+        pickle.dump(entry, f, protocol=4)
+
+
+def write_meta(path: Path, classes: Sequence[str] = CLASSES) -> None:
+    with atomic_write(path) as f:
+        pickle.dump({"num_cases_per_batch": 10000, "label_names": list(classes), "num_vis": ROW_SIZE}, f, protocol=4)

@@ -1,0 +1,59 @@
+"""Loss and accuracy accumulated on the device, read back once per epoch (no per-batch host sync)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+class Meter:
+    """Sums per-sample loss and correct counts, plus per-batch means for the lesson's averaging."""
+
+    def __init__(self, device: torch.device) -> None:
+        # [sum of per-sample loss, correct predictions, sum of batch-mean losses, sum of batch accuracies]
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.samples = 0
+        self.batches = 0
+
+    @torch.no_grad()
+    def update(self, mean_loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        n = len(labels)
+        correct = (logits.argmax(1) == labels).sum().double()
+        loss = mean_loss.detach().double()
+        self.sums += torch.stack([loss * n, correct, loss, correct / n])
+        self.samples += n
+        self.batches += 1
+
+    def result(self, lesson_metrics: bool = False) -> tuple[float, float]:
+        """(loss, accuracy) over all samples, or the lesson's mean of per-batch values."""
+        loss_sum, correct, batch_loss, batch_acc = self.sums.tolist()
+        if lesson_metrics:
+            return batch_loss / self.batches, batch_acc / self.batches
+        return loss_sum / self.samples, correct / self.samples
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One row of metrics.csv, and the lesson's per-epoch line."""
+
+    epoch: int  # counted from 0, as the lesson does
+    train_loss: float
+    train_acc: float
+    valid_loss: float
+    valid_acc: float
+    lr: float
+    seconds: float  # wall time of the epoch: training plus evaluation
+    images_per_s: float  # training images per second
+
+    def lesson_line(self) -> str:
+        minutes, secs = divmod(int(self.seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        return (
+            f"Epoch {self.epoch}. Train Loss: {self.train_loss:f}, Train Acc: {self.train_acc:f}, "
+            f"Valid Loss: {self.valid_loss:f}, Valid Acc: {self.valid_acc:f}, "
+            f"Time {hours:02d}:{minutes:02d}:{secs:02d}"
+        )
+
+    def to_row(self) -> dict[str, float | int]:
+        return asdict(self)

@@ -1,0 +1,122 @@
+"""The run directory: everything needed to understand and repeat a run, and nothing overwritten.
+
+config.json   resolved config plus environment (versions, device, threads, command line, git)
+metrics.csv   one row per epoch
+train.log     every line printed
+last.pt       checkpoint after the latest epoch
+model.pt      final weights as a plain state_dict
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_write
+from .errors import UserError
+from .metrics import EpochRecord
+
+log = logging.getLogger("alexnet_cifar")
+
+
+def default_run_dir(recipe: str) -> Path:
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config = path / "config.json"
+        self.metrics = path / "metrics.csv"
+        self.log_file = path / "train.log"
+        self.last = path / "last.pt"
+        self.weights = path / "model.pt"
+
+    @classmethod
+    def create(cls, path: Path, overwrite: bool = False) -> RunDir:
+        """A new, empty run directory; an existing non-empty one is an error unless `overwrite`."""
+        if path.exists() and not path.is_dir():
+            raise UserError(f"run directory {path} is a file; pass another --run-dir")
+        if path.is_dir() and any(path.iterdir()):
+            if not overwrite:
+                raise UserError(
+                    f"run directory {path} already exists; pass --overwrite to replace it or another --run-dir"
+                )
+            shutil.rmtree(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write run directory {path}: {exc.strerror}; pass a writable --run-dir") from None
+        return cls(path)
+
+    def write_config(self, config: dict[str, Any], device: torch.device) -> None:
+        info = {"config": config, "environment": environment(device)}
+        with atomic_write(self.config, "w") as f:
+            json.dump(info, f, indent=2)
+            f.write("\n")
+
+    def append_metrics(self, record: EpochRecord) -> None:
+        row = record.to_row()
+        new = not self.metrics.exists()
+        with open(self.metrics, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def attach_log(self) -> logging.Handler:
+        """Copy every logged line into train.log; the caller removes the handler when done."""
+        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        return handler
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "alexnet_cifar": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": cpu_name(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "command": sys.argv,
+        "git_commit": git_commit(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None

@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny fake CIFAR-10 folders written with plain pickle, independent of the package."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_fake_cifar(
+    root: Path, per_batch: int = 20, n_test: int = 30, *, bytes_keys: bool = False, seed: int = 0
+) -> Path:
+    """ROOT/cifar-10-batches-py with 5 train batches of `per_batch` and a test batch of `n_test`.
+
+    Images are learnable: each class has its own mean colour plus noise.
+    """
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    key = (lambda k: k.encode()) if bytes_keys else (lambda k: k)
+    colours = rng.integers(30, 226, size=(10, 3))
+
+    def batch(n: int, label: str) -> dict:
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        noise = rng.integers(-30, 31, size=(n, 3, 1024))
+        data = np.clip(colours[labels][:, :, None] + noise, 0, 255).astype(np.uint8).reshape(n, 3072)
+        return {key("batch_label"): label, key("labels"): labels.tolist(), key("data"): data}
+
+    for i in range(1, 6):
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump(batch(per_batch, f"training batch {i} of 5"), f)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(batch(n_test, "testing batch 1 of 1"), f)
+    names = [c.encode() for c in CLASSES] if bytes_keys else CLASSES
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({key("label_names"): names, key("num_vis"): 3072}, f)
+    return root
+
+
+@pytest.fixture
+def fake_root(tmp_path: Path) -> Path:
+    return write_fake_cifar(tmp_path / "data")
+
+
+@pytest.fixture
+def real_root() -> Path:
+    root = os.environ.get("CIFAR10_ROOT")
+    if not root:
+        pytest.skip("CIFAR10_ROOT is not set: real CIFAR-10 checks skipped")
+    return Path(root)

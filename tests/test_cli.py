@@ -1,0 +1,110 @@
+"""The real CLI, end to end in a subprocess, on fake data."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from alexnet_cifar.cli import main
+from alexnet_cifar.model import AlexNet
+
+from .test_metrics import LESSON_LINE
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "CIFAR10_ROOT": "", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "alexnet_cifar", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+
+
+def test_train_one_epoch_end_to_end(fake_root, tmp_path):
+    done = cli(
+        "train", "--epochs", "1", "--batch-size", "16", "--data-dir", str(fake_root), "--run-dir", str(tmp_path / "run")
+    )
+    assert done.returncode == 0, done.stderr
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("Epoch")]
+    assert len(epoch_lines) == 1 and LESSON_LINE.match(epoch_lines[0])
+    AlexNet().load_state_dict(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+    assert "Traceback" not in done.stderr
+
+
+def test_data_dir_from_environment(fake_root, tmp_path):
+    done = cli("train", "--epochs", "1", "--run-dir", str(tmp_path / "run"), env={"CIFAR10_ROOT": str(fake_root)})
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (["train", "--epochs", "0"], "--epochs: '0' is not allowed; use an integer >= 1", 2),
+        (["train", "--epochs", "ten"], "--epochs: 'ten' is not allowed", 2),
+        (["train", "--lr", "nan"], "--lr: 'nan' is not allowed; use a finite number > 0", 2),
+        (["train", "--lr", "-1"], "--lr: '-1' is not allowed", 2),
+        (["train", "--batch-size", "-5"], "--batch-size: '-5' is not allowed", 2),
+        (["train", "--device", "tpu"], "invalid choice: 'tpu'", 2),
+        (["train", "--recipe", "nope"], "unknown recipe 'nope'", 2),
+        (["frobnicate"], "invalid choice: 'frobnicate'", 2),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(args, message, code):
+    done = cli(*args)
+    assert done.returncode == code
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_missing_data_with_no_download(tmp_path, capsys):
+    assert (
+        main(["train", "--no-download", "--data-dir", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "CIFAR-10 is not in" in err and "alexnet-cifar download" in err
+    assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
+
+
+def test_corrupt_data_is_one_line_error(fake_root, tmp_path, capsys):
+    (fake_root / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
+    assert main(["train", "--data-dir", str(fake_root), "--run-dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "test_batch" in err and len(err.splitlines()) == 1
+
+
+def test_bad_config_file_key(fake_root, tmp_path, capsys):
+    (tmp_path / "c.toml").write_text("epochz = 3\n")
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--data-dir", str(fake_root)]) == 2
+    assert "unknown config key 'epochz'" in capsys.readouterr().err
+
+
+def test_config_file_and_flags(fake_root, tmp_path, capsys):
+    (tmp_path / "c.json").write_text('{"epochs": 3, "batch_size": 50}')
+    code = main(
+        [
+            "train",
+            "--config",
+            str(tmp_path / "c.json"),
+            "--epochs",
+            "1",
+            "--data-dir",
+            str(fake_root),
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert sum(line.startswith("Epoch ") for line in out.splitlines()) == 1
+    assert '"batch_size": 50' in (tmp_path / "r" / "config.json").read_text()
+
+
+def test_help_shows_defaults():
+    done = cli("train", "--help")
+    assert done.returncode == 0 and "(default: 20)" in done.stdout and "(default: 0.1)" in done.stdout
+
+
+def test_download_when_present(fake_root, capsys):
+    assert main(["download", "--data-dir", str(fake_root)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to download" in out and "100 train + 30 test images" in out

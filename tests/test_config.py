@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from alexnet_cifar.config import RECIPES, TrainConfig, read_config_file, resolve_config
+from alexnet_cifar.errors import UsageError
+
+
+def test_seed_recipe_is_the_lesson():
+    cfg = RECIPES["seed"]
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (20, 64, 0.1, 0.0, 0.0)
+    assert (cfg.test_batch_size, cfg.crop_padding, cfg.flip, cfg.label_smoothing) == (128, 0, False, 0.0)
+
+
+def test_overrides_apply_in_order():
+    cfg = resolve_config("seed", {"epochs": 3, "lr": 0.05}, {"epochs": 5})
+    assert (cfg.epochs, cfg.lr, cfg.recipe) == (5, 0.05, "seed")
+
+
+def test_integer_accepted_for_float_field():
+    cfg = resolve_config("seed", {"lr": 1})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epcohs": 3}, "unknown config key 'epcohs'"),
+        ({"epochs": 0}, "epochs = 0"),
+        ({"epochs": -1}, "epochs = -1"),
+        ({"epochs": "ten"}, "not an integer"),
+        ({"epochs": 2.5}, "not an integer"),
+        ({"batch_size": 0}, "batch_size = 0"),
+        ({"lr": 0.0}, "lr = 0.0"),
+        ({"lr": float("nan")}, "lr = nan"),
+        ({"lr": float("inf")}, "lr = inf"),
+        ({"lr": "fast"}, "not a number"),
+        ({"flip": 1}, "true or false"),
+        ({"device": "tpu"}, "auto, cpu, cuda, mps"),
+        ({"momentum": 1.5}, "momentum"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_config("seed", overrides)
+
+
+def test_unknown_recipe():
+    with pytest.raises(UsageError, match="unknown recipe 'best-ever'.*seed"):
+        resolve_config("best-ever")
+
+
+def test_direct_construction_is_validated():
+    with pytest.raises(UsageError):
+        TrainConfig(epochs=0)
+
+
+def test_config_files(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"epochs": 2}))
+    (tmp_path / "b.toml").write_text("epochs = 4\nlr = 0.01\n")
+    assert read_config_file(tmp_path / "a.json") == {"epochs": 2}
+    assert read_config_file(tmp_path / "b.toml") == {"epochs": 4, "lr": 0.01}
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.json", "{epochs: 2", "not valid json"),
+        ("bad.toml", "epochs = = 2", "not valid toml"),
+        ("list.json", "[1, 2]", "table of fields"),
+    ],
+)
+def test_bad_config_files(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UsageError, match=message):
+        read_config_file(tmp_path / name)
+
+
+def test_unreadable_config_file(tmp_path):
+    with pytest.raises(UsageError, match="cannot read config file"):
+        read_config_file(tmp_path / "missing.toml")

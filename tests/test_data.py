@@ -1,0 +1,117 @@
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet_cifar.data import CLASSES, load_cifar10, missing_files, read_batch, resolve_data_dir
+from alexnet_cifar.errors import DataError
+
+from .conftest import write_fake_cifar
+
+
+@pytest.mark.parametrize("bytes_keys", [False, True])
+def test_loads_fake_copy_with_str_or_bytes_keys(tmp_path, bytes_keys):
+    root = write_fake_cifar(tmp_path, per_batch=20, n_test=30, bytes_keys=bytes_keys)
+    data = load_cifar10(root)
+    assert data.train.images.shape == (100, 3, 32, 32) and data.train.images.dtype == torch.uint8
+    assert data.test.images.shape == (30, 3, 32, 32)
+    assert data.train.labels.dtype == torch.int64 and len(data.train.labels) == 100
+    assert data.classes == CLASSES
+    assert not data.official
+
+
+def test_pixel_layout_is_channel_major_row_major(fake_root):
+    with open(fake_root / "cifar-10-batches-py" / "data_batch_2", "rb") as f:
+        raw = pickle.load(f)
+    data = load_cifar10(fake_root)
+    row = raw["data"][3]  # 4th image of batch 2 = image 20 + 3 of the train split
+    image = data.train.images[23]
+    assert image[0, 0, 0] == row[0] and image[1, 0, 0] == row[1024] and image[2, 0, 0] == row[2048]
+    assert image[0, 1, 2] == row[32 + 2]  # red, y=1, x=2
+    assert data.train.labels[23] == raw["labels"][3]
+
+
+def test_summary_counts_images_and_classes(fake_root):
+    line = load_cifar10(fake_root).summary()
+    assert "100 train + 30 test images" in line
+    assert "per class 10 train / 3 test" in line
+    assert "structural check" in line and "\n" not in line
+
+
+def test_data_folder_may_be_the_batch_folder_itself(fake_root):
+    assert len(load_cifar10(fake_root / "cifar-10-batches-py").train) == 100
+
+
+def test_missing_folder_and_missing_file(tmp_path, fake_root):
+    with pytest.raises(DataError, match="does not exist"):
+        load_cifar10(tmp_path / "nowhere")
+    os.remove(fake_root / "cifar-10-batches-py" / "data_batch_3")
+    assert missing_files(fake_root) == ["data_batch_3"]
+    with pytest.raises(DataError, match="missing.*data_batch_3.*download"):
+        load_cifar10(fake_root)
+
+
+def _corrupt(path: Path, content: bytes) -> None:
+    path.chmod(0o644)
+    path.write_bytes(content)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda raw: raw[: len(raw) // 2], "truncated"),
+        (lambda raw: b"\x00garbage" * 100, "corrupt"),
+        (lambda raw: b"", "truncated"),
+        (lambda raw: pickle.dumps([1, 2, 3]), "holds a list"),
+        (lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "fine_labels": [0] * 4}), "CIFAR-100"),
+        (lambda raw: pickle.dumps({"data": np.zeros((4, 100), np.uint8), "labels": [0] * 4}), "rows of 3072"),
+        (lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.float32), "labels": [0] * 4}), "uint8"),
+        (lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "labels": [0] * 3}), "3 labels for 4"),
+        (lambda raw: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), "labels must be 0-9"),
+    ],
+)
+def test_bad_batch_file_is_a_one_line_error_naming_the_file(fake_root, make, message):
+    path = fake_root / "cifar-10-batches-py" / "data_batch_1"
+    _corrupt(path, make(path.read_bytes()))
+    with pytest.raises(DataError, match=message) as info:
+        load_cifar10(fake_root)
+    assert "data_batch_1" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pickle_that_would_run_code_is_refused(fake_root, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = fake_root / "cifar-10-batches-py" / "test_batch"
+    _corrupt(path, pickle.dumps({"data": Evil(), "labels": []}))
+    with pytest.raises(DataError, match="test_batch"):
+        read_batch(path)
+    assert not marker.exists()
+
+
+def test_data_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR10_ROOT", str(tmp_path))
+    assert resolve_data_dir("given") == Path("given")
+    assert resolve_data_dir(None) == tmp_path
+    monkeypatch.delenv("CIFAR10_ROOT")
+    assert resolve_data_dir(None) == Path("data")
+
+
+@pytest.mark.slow
+def test_real_cifar10(real_root):
+    data = load_cifar10(real_root)
+    assert (len(data.train), len(data.test)) == (50_000, 10_000)
+    assert torch.bincount(data.train.labels).tolist() == [5000] * 10
+    assert torch.bincount(data.test.labels).tolist() == [1000] * 10
+    mean = data.train.images.double().div(255).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(mean, torch.tensor([0.4914, 0.4822, 0.4465], dtype=torch.float64), atol=1e-3, rtol=0)
+    # known values of the official files: first train image is a frog with pixel (0,0) = (59, 62, 63)
+    assert data.train.labels[0] == 6 and data.train.images[0, :, 0, 0].tolist() == [59, 62, 63]
+    assert data.test.labels[0] == 3 and data.test.images[0, :, 0, 0].tolist() == [158, 112, 49]
+    assert data.classes == CLASSES

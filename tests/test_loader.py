@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from alexnet_cifar.loader import Augment, DeviceLoader, augment_batch
+
+
+def split(n: int = 100):
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8)  # tag each image with its index
+    return images, torch.arange(n) % 10
+
+
+def ids(x: torch.Tensor) -> list[int]:
+    """Recover the index tag from normalised images."""
+    return ((x[:, 0, 0, 0] + 1) * 255 / 2).round().long().tolist()
+
+
+def test_every_sample_exactly_once_per_epoch_with_short_last_batch():
+    images, labels = split(100)
+    loader = DeviceLoader(images, labels, batch_size=32, shuffle=True, seed=1)
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [32, 32, 32, 4] and len(loader) == 4
+    seen = [i for x, _ in batches for i in ids(x)]
+    assert sorted(seen) == list(range(100))
+    assert seen != list(range(100))  # shuffled
+    assert all((y == torch.tensor(ids(x)) % 10).all() for x, y in batches)  # labels travel with images
+
+
+def test_drop_last():
+    loader = DeviceLoader(*split(100), batch_size=32, drop_last=True)
+    assert [len(y) for _, y in loader] == [32, 32, 32] and len(loader) == 3
+
+
+def test_same_seed_same_order_new_epoch_new_order():
+    images, labels = split(100)
+    a = DeviceLoader(images, labels, 10, shuffle=True, seed=7)
+    b = DeviceLoader(images, labels, 10, shuffle=True, seed=7)
+    assert a.order().tolist() == b.order().tolist()
+    first = a.order().tolist()
+    a.set_epoch(1)
+    assert a.order().tolist() != first
+    a.set_epoch(0)
+    assert a.order().tolist() == first
+    assert DeviceLoader(images, labels, 10, shuffle=True, seed=8).order().tolist() != first
+
+
+def test_no_shuffle_keeps_file_order():
+    loader = DeviceLoader(*split(50), batch_size=20)
+    assert [i for x, _ in loader for i in ids(x)] == list(range(50))
+
+
+def test_normalisation_is_the_lessons():
+    images = torch.tensor([0, 51, 128, 255], dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 3, 32, 32).contiguous()
+    x, _ = next(iter(DeviceLoader(images, torch.zeros(4, dtype=torch.long), 4)))
+    lesson = (torch.tensor([0.0, 51, 128, 255]) / 255 - 0.5) / 0.5
+    torch.testing.assert_close(x[:, 0, 0, 0], lesson)
+
+
+def test_channels_last_batches():
+    x, _ = next(iter(DeviceLoader(*split(8), 4, channels_last=True)))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_augmentation_keeps_shape_and_range_and_changes_images():
+    images, labels = split(64)
+    plain = torch.cat([x for x, _ in DeviceLoader(images, labels, 64)])
+    aug = DeviceLoader(images, labels, 64, augment=Augment(crop_padding=4, flip=True), seed=3)
+    x = torch.cat([x for x, _ in aug])
+    assert x.shape == plain.shape and x.min() >= -1 and x.max() <= 1
+    assert (x != plain).flatten(1).any(1).float().mean() > 0.8
+    assert torch.equal(x, torch.cat([x for x, _ in aug]))  # same seed and epoch, same augmentation
+
+
+def test_flip_is_an_exact_mirror():
+    x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8)
+    out = augment_batch(x, Augment(flip=True), torch.Generator().manual_seed(0))
+    flipped = (out == x.flip(3)).flatten(1).all(1)
+    same = (out == x).flatten(1).all(1)
+    assert (flipped | same).all() and 60 < flipped.sum() < 140
+
+
+def test_crop_is_a_shifted_window_of_the_zero_padded_image():
+    x = torch.randint(1, 256, (50, 3, 32, 32), dtype=torch.uint8)
+    out = augment_batch(x, Augment(crop_padding=4), torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    shifts = set()
+    for i in range(50):
+        match = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+        ]
+        assert match, f"image {i} is not a window of its padded original"
+        shifts.add(match[0])
+    assert len(shifts) > 10
+
+
+def test_rejects_float_images():
+    with pytest.raises(ValueError, match="uint8"):
+        DeviceLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4), 2)

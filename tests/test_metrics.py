@@ -1,0 +1,42 @@
+import re
+
+import torch
+
+from alexnet_cifar.metrics import EpochRecord, Meter
+
+LESSON_LINE = re.compile(
+    r"^Epoch \d+\. Train Loss: \d+\.\d{6}, Train Acc: \d\.\d{6}, "
+    r"Valid Loss: \d+\.\d{6}, Valid Acc: \d\.\d{6}, Time \d\d:\d\d:\d\d$"
+)
+
+
+def test_meter_per_sample_and_lesson_averages():
+    meter = Meter(torch.device("cpu"))
+    batches = [
+        (torch.tensor(1.0), torch.eye(10)[:4], torch.tensor([0, 1, 2, 9])),  # 3 of 4 correct
+        (torch.tensor(3.0), torch.eye(10)[:1], torch.tensor([5])),
+    ]  # 0 of 1 correct
+    for loss, logits, labels in batches:
+        meter.update(loss, logits, labels)
+    loss, acc = meter.result()
+    assert abs(loss - (1.0 * 4 + 3.0 * 1) / 5) < 1e-12 and abs(acc - 3 / 5) < 1e-12
+    lesson_loss, lesson_acc = meter.result(lesson_metrics=True)
+    assert abs(lesson_loss - 2.0) < 1e-12 and abs(lesson_acc - (0.75 + 0.0) / 2) < 1e-12
+
+
+def test_lesson_line_format():
+    record = EpochRecord(
+        epoch=0,
+        train_loss=1.705926,
+        train_acc=0.37452,
+        valid_loss=1.53023,
+        valid_acc=0.450257,
+        lr=0.1,
+        seconds=3723.9,
+        images_per_s=1000.0,
+    )
+    line = record.lesson_line()
+    assert line == (
+        "Epoch 0. Train Loss: 1.705926, Train Acc: 0.374520, Valid Loss: 1.530230, Valid Acc: 0.450257, Time 01:02:03"
+    )
+    assert LESSON_LINE.match(line)

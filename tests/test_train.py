@@ -1,0 +1,87 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.data import load_cifar10
+from alexnet_cifar.errors import UsageError
+from alexnet_cifar.model import AlexNet
+from alexnet_cifar.run_dir import RunDir
+from alexnet_cifar.train import build_optimizer, fit, select_device
+
+from .conftest import write_fake_cifar
+
+
+def run_fit(tmp_path, name="run", **overrides):
+    data = load_cifar10(tmp_path / "data") if (tmp_path / "data").exists() else None
+    if data is None:
+        data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=40, n_test=40))
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu", **overrides})
+    run = RunDir.create(tmp_path / name)
+    return fit(cfg, data, run), run
+
+
+def test_fit_writes_the_run_directory(tmp_path):
+    history, run = run_fit(tmp_path)
+    assert [r.epoch for r in history] == [0, 1]
+    rows = list(csv.DictReader(run.metrics.open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert float(rows[1]["valid_acc"]) == pytest.approx(history[1].valid_acc)
+    info = json.loads(run.config.read_text())
+    assert info["config"]["epochs"] == 2 and info["environment"]["torch"] == torch.__version__
+    log_lines = run.log_file.read_text().splitlines()
+    assert sum(line.startswith("Epoch ") for line in log_lines) == 2
+    AlexNet().load_state_dict(torch.load(run.weights, weights_only=True))
+    assert torch.load(run.last, weights_only=True)["epochs_done"] == 2
+
+
+def test_fake_data_is_learned(tmp_path):
+    history, _ = run_fit(tmp_path, epochs=4)
+    assert history[-1].train_loss < history[0].train_loss
+    assert history[-1].valid_acc > 0.5  # ten distinct colours: far above the 0.1 of chance
+
+
+def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
+    a, _ = run_fit(tmp_path, "a")
+    b, _ = run_fit(tmp_path, "b")
+    c, _ = run_fit(tmp_path, "c", seed=1)
+    key = lambda h: [(r.train_loss, r.valid_loss, r.valid_acc) for r in h]
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+
+
+def test_weight_decay_skips_biases():
+    cfg = resolve_config("seed", {"weight_decay": 5e-4, "momentum": 0.9})
+    groups = build_optimizer(cfg, AlexNet()).param_groups
+    assert groups[0]["weight_decay"] == 5e-4 and all(p.dim() > 1 for p in groups[0]["params"])
+    assert groups[1]["weight_decay"] == 0.0 and all(p.dim() == 1 for p in groups[1]["params"])
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == 10
+
+
+def test_unavailable_device_is_a_usage_error():
+    assert select_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="'cuda' is not available"):
+            select_device("cuda")
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"precious")
+    from alexnet_cifar.errors import UserError
+
+    with pytest.raises(UserError, match="already exists.*--overwrite"):
+        RunDir.create(tmp_path / "run")
+    assert (tmp_path / "run" / "model.pt").read_bytes() == b"precious"
+    RunDir.create(tmp_path / "run", overwrite=True)
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_real_data_first_epoch_beats_30_percent(real_root, tmp_path):
+    data = load_cifar10(real_root)
+    cfg = resolve_config("seed", {"epochs": 1, "device": "cpu"})
+    history = fit(cfg, data, RunDir.create(tmp_path / "run"))
+    assert history[0].valid_acc > 0.30
