@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alexnet_cifar.loader import Augment, DeviceLoader, augment_batch
+from alexnet_cifar.loader import Augment, DeviceLoader, random_crop
 
 
 def split(n: int = 100):
@@ -73,27 +73,31 @@ def test_augmentation_keeps_shape_and_range_and_changes_images():
 
 def test_flip_is_an_exact_mirror():
     x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8)
-    out = augment_batch(x, Augment(flip=True), torch.Generator().manual_seed(0))
-    flipped = (out == x.flip(3)).flatten(1).all(1)
-    same = (out == x).flatten(1).all(1)
+    out = torch.cat([b for b, _ in DeviceLoader(x, torch.zeros(200, dtype=torch.long), 50, augment=Augment(flip=True))])
+    x = x.float() * (2 / 255) - 1
+    flipped = torch.isclose(out, x.flip(3)).flatten(1).all(1)
+    same = torch.isclose(out, x).flatten(1).all(1)
     assert (flipped | same).all() and 60 < flipped.sum() < 140
 
 
 def test_crop_is_a_shifted_window_of_the_zero_padded_image():
     x = torch.randint(1, 256, (50, 3, 32, 32), dtype=torch.uint8)
-    out = augment_batch(x, Augment(crop_padding=4), torch.Generator().manual_seed(0))
+    shifts = torch.randint(0, 9, (50, 2))
+    out = random_crop(x, 4, shifts)
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
-    shifts = set()
-    for i in range(50):
-        match = [
-            (dy, dx)
-            for dy in range(9)
-            for dx in range(9)
-            if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
-        ]
-        assert match, f"image {i} is not a window of its padded original"
-        shifts.add(match[0])
-    assert len(shifts) > 10
+    for i, (dy, dx) in enumerate(shifts.tolist()):
+        assert torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+
+
+def test_batches_from_the_middle_equal_an_unbroken_epoch():
+    images, labels = split(100)
+    loader = DeviceLoader(images, labels, 16, shuffle=True, augment=Augment(crop_padding=2, flip=True), seed=5)
+    loader.set_epoch(3)
+    whole = list(loader)
+    tail = list(loader.batches(start=4))
+    assert len(tail) == len(whole) - 4
+    for (xa, ya), (xb, yb) in zip(whole[4:], tail, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
 def test_rejects_float_images():

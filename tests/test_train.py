@@ -34,7 +34,7 @@ def test_fit_writes_the_run_directory(tmp_path):
     log_lines = run.log_file.read_text().splitlines()
     assert sum(line.startswith("Epoch ") for line in log_lines) == 2
     AlexNet().load_state_dict(torch.load(run.weights, weights_only=True))
-    assert torch.load(run.last, weights_only=True)["epochs_done"] == 2
+    assert torch.load(run.last, weights_only=True)["progress"]["epoch"] == 2
 
 
 def test_fake_data_is_learned(tmp_path):

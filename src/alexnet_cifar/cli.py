@@ -12,10 +12,13 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .config import DEVICES, RECIPES, TrainConfig, read_config_file, resolve_config
-from .errors import UserError
+from .errors import Interrupted, UsageError, UserError
+
+if TYPE_CHECKING:
+    from .data import CIFAR10
 
 PROG = "alexnet-cifar"
 SEED = RECIPES["seed"]
@@ -49,13 +52,17 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, synthetic: bool = False) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="folder holding cifar-10-batches-py/ (default: $CIFAR10_ROOT, else ./data)",
     )
+    if synthetic:
+        p.add_argument(
+            "--synthetic", action="store_true", help="random images of CIFAR-10's size instead of the data, for timing"
+        )
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -85,9 +92,22 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="keep NCHW memory format (default: channels_last, faster)",
     )
-    add_data_args(p)
+    switches = {
+        "--deterministic": "use deterministic kernels only (default: off; CPU runs repeat exactly anyway)",
+        "--compile": "torch.compile the model (default: off)",
+        "--amp": "bfloat16 autocast; faster on CUDA, slower on most CPUs (default: off)",
+    }
+    for flag, text in switches.items():
+        p.add_argument(flag, action="store_true", default=None, help=text)
+    add_data_args(p, synthetic=True)
     p.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/DATE-TIME-RECIPE)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: refuse)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last.pt; only --epochs, --device and --threads may change",
+    )
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
     p.set_defaults(func=cmd_train)
 
@@ -102,12 +122,35 @@ def add_download_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_download)
 
 
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time the lesson's pipeline against ours, side by side",
+        description="Interleaved throughput benchmark: (a) the lesson's pipeline, (b) ours with the "
+        "same arithmetic, (c) ours at the best settings for the device.",
+    )
+    add_data_args(p, synthetic=True)
+    p.add_argument("--device", choices=DEVICES, default="auto", help="device to time (default: auto)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds (default: 5)")
+    p.add_argument("--batches", type=positive_int, default=100, help="batches of 64 per timed block (default: 100)")
+    p.add_argument("--eval-images", type=positive_int, default=5000, help="test images per eval block (default: 5000)")
+    p.add_argument(
+        "--no-epoch",
+        dest="epoch",
+        action="store_false",
+        help="skip timing one whole epoch of the seed recipe (default: time it)",
+    )
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    p.set_defaults(func=cmd_bench)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Train the lesson's AlexNet on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     add_train_parser(sub)
     add_download_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
@@ -120,10 +163,35 @@ def version() -> str:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Recipe, then the config file, then the flags that were given."""
     file_values = read_config_file(args.config) if args.config else {}
-    names = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics", "channels_last")
-    flags: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     recipe = args.recipe or file_values.get("recipe", "seed")
-    return resolve_config(recipe, file_values, flags)
+    return resolve_config(recipe, file_values, flag_values(args))
+
+
+FLAG_FIELDS = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics", "channels_last",
+               "deterministic", "compile", "amp")  # fmt: skip
+RESUME_MAY_CHANGE = ("epochs", "device", "threads")  # more epochs extend a run; the others only move it
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line (None means not given)."""
+    return {n: getattr(args, n) for n in FLAG_FIELDS if getattr(args, n) is not None}
+
+
+def resume_config(saved: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
+    """The run's own config, with only the changes a resume allows."""
+    cfg = resolve_config(saved["recipe"], saved)
+    asked = {**(read_config_file(args.config) if args.config else {}), **flag_values(args)}
+    if args.recipe:
+        asked["recipe"] = args.recipe
+    changed = {k: v for k, v in asked.items() if getattr(cfg, k, None) != v}
+    refused = sorted(set(changed) - set(RESUME_MAY_CHANGE))
+    if refused:
+        key = refused[0]
+        raise UsageError(
+            f"resuming with {key} = {changed[key]!r}, but the run used {key} = {getattr(cfg, key, None)!r}; "
+            f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume: start a new run for other changes"
+        )
+    return resolve_config(cfg.recipe, saved, changed)
 
 
 def ensure_data(data_dir: Path, allow_download: bool) -> None:
@@ -140,17 +208,55 @@ def ensure_data(data_dir: Path, allow_download: bool) -> None:
     download_cifar10(data_dir, log=log.info)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_cifar10, resolve_data_dir
-    from .run_dir import RunDir, default_run_dir
-    from .train import fit
+def get_data(args: argparse.Namespace, allow_download: bool) -> CIFAR10:
+    from .data import load_cifar10, resolve_data_dir, synthetic_cifar10
 
-    cfg = config_from_args(args)
+    if args.synthetic:
+        return synthetic_cifar10()
     data_dir = resolve_data_dir(args.data_dir)
-    ensure_data(data_dir, allow_download=not args.no_download)
-    data = load_cifar10(data_dir)
+    ensure_data(data_dir, allow_download)
+    return load_cifar10(data_dir)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run_dir import RunDir, default_run_dir
+    from .train import fit, select_device
+
+    if args.resume:
+        return cmd_resume(args)
+    cfg = config_from_args(args)
+    select_device(cfg.device)  # fail before anything is written
+    data = get_data(args, allow_download=not args.no_download)
     run = RunDir.create(args.run_dir or default_run_dir(cfg.recipe), overwrite=args.overwrite)
     fit(cfg, data, run)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .run_dir import RunDir
+    from .train import fit, select_device
+
+    if args.run_dir or args.overwrite:
+        raise UsageError("--resume continues the run in its own folder; drop --run-dir and --overwrite")
+    run = RunDir.open_existing(args.resume)
+    state = load_checkpoint(run.last)
+    if "progress" not in state:
+        raise UserError(f"{run.last} holds weights only, not a training checkpoint; pass a run directory to --resume")
+    cfg = resume_config(state["config"], args)
+    progress = state["progress"]
+    if progress["epoch"] >= cfg.epochs:
+        log.info(f"run {run.path} has finished all {progress['epoch']} epochs; nothing to do "
+                 f"(pass --epochs N above {progress['epoch']} to extend it)")  # fmt: skip
+        return 0
+    if args.data_dir is None and not args.synthetic:  # the run's own data, unless told otherwise
+        if state.get("data_folder") is None:
+            args.synthetic = True
+        else:
+            args.data_dir = Path(state["data_folder"])
+    data = get_data(args, allow_download=not args.no_download)
+    run.write_config(cfg.to_dict(), select_device(cfg.device))
+    fit(cfg, data, run, resume=state)
     return 0
 
 
@@ -164,6 +270,30 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import run_benchmark
+    from .train import select_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    data = get_data(args, allow_download=False)
+    log.info(data.summary())
+    result = run_benchmark(
+        data,
+        device,
+        repeats=args.repeats,
+        batches=args.batches,
+        eval_images=args.eval_images,
+        full_epoch=args.epoch,
+        log=log.info,
+    )
+    log.info(result.report())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -172,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         return args.func(args)
+    except Interrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         sys.stdout.flush()
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -43,9 +43,12 @@ class TrainConfig:
     lesson_metrics: bool = False  # average per-batch means as the lesson did, instead of per sample
     # reproducibility and runtime (none of these change the arithmetic beyond float rounding)
     seed: int = 0  # model init, batch order and augmentation
+    deterministic: bool = False  # torch.use_deterministic_algorithms; CPU runs repeat exactly anyway
     device: str = "auto"  # auto = cuda, else mps, else cpu
     threads: int = 0  # CPU threads for torch; 0 = torch's default (one per physical core)
     channels_last: bool = True  # NHWC memory format: about 1.7x faster convolutions on CPU
+    amp: bool = False  # bfloat16 autocast: faster on CUDA, slower on this kind of CPU
+    compile: bool = False  # torch.compile the model (first epoch pays the compilation)
 
     def __post_init__(self) -> None:
         for f in fields(self):  # accept 1 for 1.0, as JSON and TOML writers often do

@@ -38,7 +38,14 @@ OFFICIAL_MD5 = {
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 DATA_ENV = "CIFAR10_ROOT"
-FIX_HINT = "run `alexnet-cifar download --data-dir DIR` or copy the official files there again"
+
+
+def fix_hint(path: Path) -> str:
+    """How to repair the copy that `path` (a batch file, batch folder or data folder) belongs to."""
+    root = path.parent if path.name in (*TRAIN_FILES, TEST_FILE, META_FILE) else path
+    if root.name == BATCH_DIR:
+        root = root.parent
+    return f"delete {root / BATCH_DIR} and run `alexnet-cifar download --data-dir {root}`, or copy the files again"
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,16 @@ class CIFAR10:
     train: Split
     test: Split
     classes: tuple[str, ...]
-    folder: Path
+    folder: Path | None  # None for synthetic data
     official: bool  # every file matches the official md5 sum
 
     def summary(self) -> str:
         """One line: where, how many images, per-class counts and how the files were verified."""
+        if self.folder is None:
+            return (
+                f"SYNTHETIC random images ({len(self.train):,} train + {len(self.test):,} test) for timing only: "
+                "accuracy on them means nothing"
+            )
         train_counts = torch.bincount(self.train.labels, minlength=10).tolist()
         test_counts = torch.bincount(self.test.labels, minlength=10).tolist()
         check = "official md5 sums" if self.official else "structural check (not the official md5 sums)"
@@ -123,12 +135,13 @@ def read_pickle(path: Path) -> dict[str, object]:
         with open(path, "rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}; {FIX_HINT}") from None
+        raise DataError(f"cannot read {path}: {exc.strerror}; {fix_hint(path)}") from None
     except Exception as exc:  # pickle raises many types on garbage: all mean the same to a user
-        reason = "truncated" if isinstance(exc, EOFError) else f"corrupt ({type(exc).__name__}: {exc})"
-        raise DataError(f"{path} is {reason}, not a CIFAR-10 batch; {FIX_HINT}") from None
+        truncated = isinstance(exc, EOFError) or "truncated" in str(exc)
+        reason = "truncated" if truncated else f"corrupt ({type(exc).__name__}: {exc})"
+        raise DataError(f"{path} is {reason}, not a CIFAR-10 batch; {fix_hint(path)}") from None
     if not isinstance(obj, dict):
-        raise DataError(f"{path} holds a {type(obj).__name__}, not a CIFAR-10 dict; {FIX_HINT}")
+        raise DataError(f"{path} holds a {type(obj).__name__}, not a CIFAR-10 dict; {fix_hint(path)}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -137,22 +150,22 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = read_pickle(path)
     if "labels" not in entry or "data" not in entry:
         hint = " (it looks like CIFAR-100)" if "fine_labels" in entry else ""
-        raise DataError(f"{path} has keys {sorted(entry)}, not CIFAR-10's 'data' and 'labels'{hint}; {FIX_HINT}")
+        raise DataError(f"{path} has keys {sorted(entry)}, not CIFAR-10's 'data' and 'labels'{hint}; {fix_hint(path)}")
     data, labels = entry["data"], np.asarray(entry["labels"])
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_SIZE:
         shape = getattr(data, "shape", None)
-        raise DataError(f"{path}: 'data' must be uint8 rows of {ROW_SIZE} values, got {shape}; {FIX_HINT}")
+        raise DataError(f"{path}: 'data' must be uint8 rows of {ROW_SIZE} values, got {shape}; {fix_hint(path)}")
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise DataError(f"{path}: {labels.size} labels for {len(data)} images; {FIX_HINT}")
+        raise DataError(f"{path}: {labels.size} labels for {len(data)} images; {fix_hint(path)}")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(f"{path}: labels must be 0-9, found {labels.min()}..{labels.max()}; {FIX_HINT}")
+        raise DataError(f"{path}: labels must be 0-9, found {labels.min()}..{labels.max()}; {fix_hint(path)}")
     return data, labels.astype(np.int64)
 
 
 def read_classes(path: Path) -> tuple[str, ...]:
     names = read_pickle(path).get("label_names")
     if not isinstance(names, list) or len(names) != 10:
-        raise DataError(f"{path}: 'label_names' must list 10 class names, got {names!r}; {FIX_HINT}")
+        raise DataError(f"{path}: 'label_names' must list 10 class names, got {names!r}; {fix_hint(path)}")
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
@@ -180,10 +193,10 @@ def load_cifar10(root: str | os.PathLike) -> CIFAR10:
     """Read and check all of CIFAR-10 under `root`; raises DataError with the fix on any problem."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; {FIX_HINT}, or pass --data-dir")
+        raise DataError(f"data folder {root} does not exist; {fix_hint(root)}, or pass --data-dir")
     missing = missing_files(root)
     if missing:
-        raise DataError(f"CIFAR-10 files missing under {batches_dir(root)}: {', '.join(missing)}; {FIX_HINT}")
+        raise DataError(f"CIFAR-10 files missing under {batches_dir(root)}: {', '.join(missing)}; {fix_hint(root)}")
     folder = batches_dir(root)
     return CIFAR10(
         train=read_split([folder / name for name in TRAIN_FILES]),
@@ -192,6 +205,17 @@ def load_cifar10(root: str | os.PathLike) -> CIFAR10:
         folder=folder,
         official=is_official(folder),
     )
+
+
+def synthetic_cifar10(n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> CIFAR10:
+    """Random images of CIFAR-10's shape and size, for timing where the real files cannot go."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> Split:
+        images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+        return Split(images=images, labels=torch.arange(n) % 10)
+
+    return CIFAR10(train=split(n_train), test=split(n_test), classes=CLASSES, folder=None, official=False)
 
 
 def write_batch(path: Path, data: np.ndarray, labels: Sequence[int], batch_label: str) -> None:

@@ -17,3 +17,15 @@ class UsageError(UserError):
 
 class DataError(UserError):
     """Missing, partial-beyond-use, truncated, corrupt or foreign CIFAR-10 files."""
+
+
+class Interrupted(UserError):
+    """Training stopped by SIGINT or SIGTERM after writing a resumable checkpoint."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""

@@ -18,6 +18,13 @@ PIXEL_SHIFT = -1.0
 
 
 @dataclass(frozen=True)
+class EpochPlan:
+    order: torch.Tensor  # (N,) sample indices
+    shifts: torch.Tensor | None  # (N, 2) crop offsets, or None without cropping
+    flips: torch.Tensor | None  # (N,) bool, or None without flipping
+
+
+@dataclass(frozen=True)
 class Augment:
     """Batch-level augmentation; both off reproduces the lesson exactly."""
 
@@ -66,27 +73,38 @@ class DeviceLoader:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _generator(self) -> torch.Generator:
+    def plan(self) -> EpochPlan:
+        """This epoch's order and augmentation draws, made up front so any batch can be produced
+        alone (a resumed epoch starts mid-way with the same batches an unbroken one would have)."""
+        n = len(self.labels)
         # A CPU generator keyed by (seed, epoch): identical draws on any device, and no state to save.
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        shifts = flips = None
+        if self.augment.crop_padding > 0:
+            shifts = torch.randint(0, 2 * self.augment.crop_padding + 1, (n, 2), generator=gen).to(self.device)
+        if self.augment.flip:
+            flips = (torch.rand(n, generator=gen) < 0.5).to(self.device)
+        return EpochPlan(order.to(self.device), shifts, flips)
 
     def order(self) -> torch.Tensor:
         """This epoch's sample indices, on the device."""
-        n = len(self.labels)
-        if not self.shuffle:
-            return torch.arange(n, device=self.device)
-        return torch.randperm(n, generator=self._generator()).to(self.device)
+        return self.plan().order
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.order()
-        gen = self._generator() if self.augment.active else None
-        if gen is not None:
-            gen.manual_seed(gen.initial_seed() + 1)  # an augmentation stream separate from the order
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches from batch number `start` on."""
+        plan = self.plan()
+        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            pos = slice(first, first + self.batch_size)
+            idx = plan.order[pos]
             x = self.images[idx]
-            if gen is not None:
-                x = augment_batch(x, self.augment, gen)
+            if plan.shifts is not None:
+                x = random_crop(x, self.augment.crop_padding, plan.shifts[pos])
+            if plan.flips is not None:
+                x = torch.where(plan.flips[pos, None, None, None], x.flip(3), x)
             yield self.normalise(x), self.labels[idx]
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,20 +113,12 @@ class DeviceLoader:
         return x.mul_(PIXEL_SCALE).add_(PIXEL_SHIFT)
 
 
-def augment_batch(x: torch.Tensor, augment: Augment, gen: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding and horizontal flip on a uint8 batch, as one gather each."""
-    n, _, h, w = x.shape
-    if augment.crop_padding > 0:
-        p = augment.crop_padding
-        padded = torch.nn.functional.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        batch = torch.arange(n, device=x.device)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = padded[batch, chans, rows, cols]
-    if augment.flip:
-        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    return x
+def random_crop(x: torch.Tensor, padding: int, shifts: torch.Tensor) -> torch.Tensor:
+    """Crop each zero-padded image at its own (dy, dx) in 0..2*padding, as one gather."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    rows = (shifts[:, 0, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (shifts[:, 1, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]

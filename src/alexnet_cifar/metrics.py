@@ -25,6 +25,22 @@ class Meter:
         self.samples += n
         self.batches += 1
 
+    def finite(self) -> bool:
+        """False once any loss was NaN or infinite (reads one value back from the device)."""
+        return bool(torch.isfinite(self.sums[0]))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"sums": self.sums.cpu(), "samples": self.samples, "batches": self.batches}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object] | None, device: torch.device) -> Meter:
+        """A fresh meter, or one continuing a checkpoint's partial epoch."""
+        meter = cls(device)
+        if state is not None:
+            meter.sums = state["sums"].to(device=device, dtype=torch.float64)
+            meter.samples, meter.batches = state["samples"], state["batches"]
+        return meter
+
     def result(self, lesson_metrics: bool = False) -> tuple[float, float]:
         """(loss, accuracy) over all samples, or the lesson's mean of per-batch values."""
         loss_sum, correct, batch_loss, batch_acc = self.sums.tolist()

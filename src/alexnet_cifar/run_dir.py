@@ -40,6 +40,7 @@ class RunDir:
         self.metrics = path / "metrics.csv"
         self.log_file = path / "train.log"
         self.last = path / "last.pt"
+        self.best = path / "best.pt"
         self.weights = path / "model.pt"
 
     @classmethod
@@ -62,6 +63,29 @@ class RunDir:
             raise UserError(f"cannot write run directory {path}: {exc.strerror}; pass a writable --run-dir") from None
         return cls(path)
 
+    @classmethod
+    def open_existing(cls, path: Path) -> RunDir:
+        """A run directory to resume: it must hold a last.pt checkpoint."""
+        run = cls(path)
+        if not run.last.is_file():
+            what = "does not exist" if not path.exists() else "holds no last.pt checkpoint"
+            raise UserError(f"cannot resume {path}: it {what}; pass a run directory written by alexnet-cifar train")
+        return run
+
+    def truncate_metrics(self, epochs_done: int) -> None:
+        """Drop rows of epochs a resumed run will train again (written after its last checkpoint)."""
+        if not self.metrics.exists():
+            return
+        with open(self.metrics, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(r["epoch"]) < epochs_done]
+        if len(kept) == len(rows):
+            return
+        with atomic_write(self.metrics, "w") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+
     def write_config(self, config: dict[str, Any], device: torch.device) -> None:
         info = {"config": config, "environment": environment(device)}
         with atomic_write(self.config, "w") as f:
@@ -82,6 +106,8 @@ class RunDir:
         handler = logging.FileHandler(self.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
+        if log.level == logging.NOTSET:  # a library caller that set up no logging still gets train.log
+            log.setLevel(logging.INFO)
         return handler
 
 

@@ -1,28 +1,41 @@
 """Training: the lesson's loop on device-resident batches, printing the lesson's per-epoch line.
 
-alexnet-cifar train                      # the lesson's recipe, 20 epochs
-alexnet-cifar train --epochs 1 --data-dir ../data
+    alexnet-cifar train                          # the lesson's recipe, 20 epochs
+    alexnet-cifar train --epochs 1 --data-dir DIR
+    alexnet-cifar train --resume runs/RUN        # continue an interrupted run, bit for bit
+
+A run stops cleanly on SIGINT/SIGTERM (checkpoint, then exit 130/143) and on a non-finite loss
+(the last good checkpoint is kept). Resuming restores every piece of state, so the final weights
+equal an uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import random
+import signal
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import save_checkpoint, save_weights
 from .config import TrainConfig
 from .data import CIFAR10
-from .errors import UsageError
+from .errors import Interrupted, NonFiniteLoss, UsageError
 from .evaluate import evaluate
 from .loader import Augment, DeviceLoader
 from .metrics import EpochRecord, Meter
 from .model import AlexNet
 from .run_dir import RunDir
+from .signals import EXIT_CODES, StopOnSignal
 
 log = logging.getLogger("alexnet_cifar")
+NAN_CHECK_EVERY = 50  # batches between reads of the on-device non-finite flag (a host sync on GPUs)
 
 
 def select_device(name: str) -> torch.device:
@@ -36,12 +49,26 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_deterministic(enabled: bool) -> None:
+    """Deterministic kernels where the backend has them (CPU runs repeat bit for bit either way)."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+
+
 def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
     torch.manual_seed(cfg.seed)  # the same initial weights on every run of a seed
     model = AlexNet().to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def runner(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """What the loop calls: the model itself, or its torch.compile'd wrapper (weights are shared,
+    and checkpoints always save the plain module, so no `_orig_mod.` prefixes appear)."""
+    return torch.compile(model) if cfg.compile else model
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -52,89 +79,190 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def train_one_epoch(
-    model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, criterion: nn.Module
-) -> Meter:
-    model.train()
-    meter = Meter(loader.device)
-    for images, labels in loader:
-        logits = model(images)
-        loss = criterion(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        meter.update(loss, logits, labels)
-    return meter
-
-
 def make_loaders(cfg: TrainConfig, data: CIFAR10, device: torch.device) -> tuple[DeviceLoader, DeviceLoader]:
     train = DeviceLoader(
-        data.train.images,
-        data.train.labels,
-        cfg.batch_size,
-        shuffle=True,
-        augment=Augment(cfg.crop_padding, cfg.flip),
-        seed=cfg.seed,
-        device=device,
+        data.train.images, data.train.labels, cfg.batch_size, shuffle=True,
+        augment=Augment(cfg.crop_padding, cfg.flip), seed=cfg.seed, device=device,
         channels_last=cfg.channels_last,
-    )
+    )  # fmt: skip
     test = DeviceLoader(
         data.test.images, data.test.labels, cfg.test_batch_size, device=device, channels_last=cfg.channels_last
     )
     return train, test
 
 
-def fit(cfg: TrainConfig, data: CIFAR10, run: RunDir) -> list[EpochRecord]:
-    """Train `cfg` on `data`, logging the lesson's line per epoch; returns every epoch's record."""
+@dataclass
+class Progress:
+    """Where a run stands: the part of a checkpoint that is not model or optimizer."""
+
+    epoch: int = 0  # the epoch in progress, counted from 0
+    batch: int = 0  # batches of that epoch already done
+    step: int = 0  # optimizer steps over the whole run
+    seconds: float = 0.0  # wall time already spent on this epoch (before an interruption)
+    best_acc: float = -1.0
+    meter: dict[str, Any] | None = None  # the epoch's partial sums
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+             "python": random.getstate()}  # fmt: skip
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    *,
+    amp: bool = False,
+    max_batches: int | None = None,
+    start: int = 0,
+    meter: Meter | None = None,
+    stop: StopOnSignal | None = None,
+) -> Meter:
+    """Train over the loader's epoch from batch `start`; returns the meter (its `.batches` says how
+    far it got: fewer than the epoch's if `stop` was requested or a loss was not finite)."""
+    model.train()
+    meter = meter or Meter(loader.device)
+    end = len(loader) if max_batches is None else min(len(loader), start + max_batches)
+    for i, (images, labels) in enumerate(loader.batches(start), start):
+        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(images)
+            loss = criterion(logits, labels)
+        meter.update(loss, logits, labels)
+        if (i + 1) % NAN_CHECK_EVERY == 0 and not meter.finite():
+            return meter  # the bad batch's update is not applied
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i + 1 == end or (stop is not None and stop.requested):
+            break
+    return meter
+
+
+def fit(cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | None = None) -> list[EpochRecord]:
+    """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch."""
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run.write_config(cfg.to_dict(), device)
+    set_deterministic(cfg.deterministic)
+    if resume is None:
+        run.write_config(cfg.to_dict(), device)
     handler = run.attach_log()
     try:
-        return _fit(cfg, data, run, device)
+        with StopOnSignal() as stop:
+            return _fit(cfg, data, run, device, resume, stop)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _fit(cfg: TrainConfig, data: CIFAR10, run: RunDir, device: torch.device) -> list[EpochRecord]:
+def _fit(
+    cfg: TrainConfig, data: CIFAR10, run: RunDir, device: torch.device, resume: dict[str, Any] | None,
+    stop: StopOnSignal,
+) -> list[EpochRecord]:  # fmt: skip
     model = build_model(cfg, device)
+    step_model = runner(model, cfg)
     optimizer = build_optimizer(cfg, model)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     train_loader, test_loader = make_loaders(cfg, data, device)
+    progress = Progress()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        progress = Progress(**resume["progress"])
+        set_rng_state(progress.rng)
+        run.truncate_metrics(progress.epoch)
+        log.info(f"resuming {run.path} at epoch {progress.epoch}, batch {progress.batch}")
     log.info(data.summary())
     log.info(f"training recipe {cfg.recipe!r} on {device} for {cfg.epochs} epochs; run directory {run.path}")
+
+    data_folder = str(data.folder.resolve()) if data.folder is not None else None  # where --resume reads
+
+    def checkpoint(path, meter: Meter | None = None) -> None:
+        progress.meter = meter.state_dict() if meter is not None else None
+        progress.rng = rng_state()
+        save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": None,
+                               "ema": None, "config": cfg.to_dict(), "progress": vars(progress),
+                               "data_folder": data_folder})  # fmt: skip
+
     history = []
-    for epoch in range(cfg.epochs):
-        start = time.perf_counter()
-        train_loader.set_epoch(epoch)
-        train = train_one_epoch(model, train_loader, optimizer, criterion)
-        train_loss, train_acc = train.result(cfg.lesson_metrics)  # the epoch's one host sync
-        train_seconds = time.perf_counter() - start
-        valid_loss, valid_acc = evaluate(model, test_loader, criterion).result(cfg.lesson_metrics)
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_acc=train_acc,
-            valid_loss=valid_loss,
-            valid_acc=valid_acc,
-            lr=optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - start,
-            images_per_s=train.samples / train_seconds,
-        )
+    while progress.epoch < cfg.epochs:
+        start = time.perf_counter() - progress.seconds
+        train_loader.set_epoch(progress.epoch)
+        meter = Meter.from_state(progress.meter, device)
+        done_before = meter.batches
+        train = train_one_epoch(step_model, train_loader, optimizer, criterion, amp=cfg.amp, start=progress.batch,
+                                meter=meter, stop=stop)  # fmt: skip
+        progress.step += train.batches - done_before
+        if not train.finite():
+            raise NonFiniteLoss(nonfinite_message(progress.epoch, train.batches, optimizer, run))
+        if train.batches < len(train_loader):  # stopped by a signal after this batch
+            progress.batch, progress.seconds = train.batches, time.perf_counter() - start
+            checkpoint(run.last, train)
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(
+                f"stopped by {name} at epoch {progress.epoch}, batch {train.batches}; checkpoint {run.last} written; "
+                f"resume with: alexnet-cifar train --resume {run.path}", EXIT_CODES[stop.signum],
+            )  # fmt: skip
+        record = finish_epoch(progress.epoch, train, step_model, test_loader, criterion, cfg, optimizer, start)
         log.info(record.lesson_line())
-        run.append_metrics(record)
-        save_checkpoint(
-            run.last,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epochs_done": epoch + 1,
-                "config": cfg.to_dict(),
-            },
-        )
         history.append(record)
+        progress.epoch, progress.batch, progress.seconds = progress.epoch + 1, 0, 0.0
+        if record.valid_acc > progress.best_acc:
+            progress.best_acc = record.valid_acc
+            checkpoint(run.best)
+        checkpoint(run.last)  # before the metrics row, so a resumed run never repeats a row
+        run.append_metrics(record)
     save_weights(run.weights, model)
+    if history:
+        log.info(summarise(history))
     log.info(f"final weights: {run.weights}")
     return history
+
+
+def finish_epoch(
+    epoch: int, train: Meter, model: nn.Module, test_loader: DeviceLoader, criterion: nn.Module, cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer, start: float,
+) -> EpochRecord:  # fmt: skip
+    train_loss, train_acc = train.result(cfg.lesson_metrics)  # the epoch's one host sync for training
+    train_seconds = time.perf_counter() - start
+    valid_loss, valid_acc = evaluate(model, test_loader, criterion, amp=cfg.amp).result(cfg.lesson_metrics)
+    return EpochRecord(
+        epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss, valid_acc=valid_acc,
+        lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start,
+        images_per_s=train.samples / train_seconds,
+    )  # fmt: skip
+
+
+def nonfinite_message(epoch: int, batches: int, optimizer: torch.optim.Optimizer, run: RunDir) -> str:
+    lr = optimizer.param_groups[0]["lr"]
+    return (
+        f"loss became NaN or infinite at epoch {epoch}, within batches {max(0, batches - NAN_CHECK_EVERY)}-"
+        f"{batches - 1} (lr {lr:g}): the learning rate is likely too high for this batch size or recipe; "
+        f"try a smaller --lr; the last good checkpoint {run.last} is kept"
+    )
+
+
+def summarise(history: list[EpochRecord]) -> str:
+    """Peak and last accuracy, total and per-epoch seconds: the numbers a results table needs."""
+    peak = max(history, key=lambda r: r.valid_acc)
+    seconds = sum(r.seconds for r in history)
+    return (
+        f"{len(history)} epochs in {seconds:.1f} s ({seconds / len(history):.2f} s/epoch); valid acc peak "
+        f"{peak.valid_acc:.4f} at epoch {peak.epoch}, last {history[-1].valid_acc:.4f}"
+    )

@@ -1,0 +1,50 @@
+"""A smoke run of the benchmark on fake data: every pipeline runs; no speed is asserted."""
+
+import torch
+
+from alexnet_cifar.bench import run_benchmark
+from alexnet_cifar.cli import main
+from alexnet_cifar.data import load_cifar10
+from alexnet_cifar.flops import macs_per_layer, training_flops_per_image
+from alexnet_cifar.lesson import LessonDataset, data_tf
+from alexnet_cifar.loader import DeviceLoader
+from alexnet_cifar.model import AlexNet
+
+
+def test_benchmark_smoke(fake_root):
+    data = load_cifar10(fake_root)
+    result = run_benchmark(data, torch.device("cpu"), repeats=2, batches=1, eval_images=30, log=lambda s: None)
+    assert [len(t.images_per_s) for t in result.train + result.evals] == [2] * 5
+    assert all(v > 0 for t in result.train + result.evals for v in t.images_per_s)
+    assert result.epoch_seconds > 0 and result.matmul_gflops > 0
+    report = result.report()
+    assert "ratio b/a" in report and "of the matmul rate" in report and "one epoch of the seed recipe" in report
+
+
+def test_bench_cli(fake_root, capsys):
+    code = main(
+        ["bench", "--data-dir", str(fake_root), "--repeats", "1", "--batches", "1", "--eval-images", "30", "--no-epoch"]
+    )
+    assert code == 0 and "ratio b/a" in capsys.readouterr().out
+
+
+def test_lesson_pipeline_gives_our_batches(fake_root):
+    """(a) and (b) see the same numbers up to float rounding: the comparison is like for like."""
+    data = load_cifar10(fake_root)
+    lesson = torch.stack([LessonDataset(data.train)[i][0] for i in range(10)])
+    ours, _ = next(iter(DeviceLoader(data.train.images[:10], data.train.labels[:10], 10)))
+    torch.testing.assert_close(ours, lesson, rtol=0, atol=1e-6)
+    assert data_tf(torch.zeros(2, 2, 3, dtype=torch.uint8).numpy()).shape == (3, 2, 2)
+
+
+def test_arithmetic_counts_match_the_hand_count():
+    macs = macs_per_layer(AlexNet())
+    assert macs == {
+        "conv1.0": 28 * 28 * 64 * 75,
+        "conv2.0": 9 * 9 * 64 * 1600,
+        "fc1.0": 1024 * 384,
+        "fc2.0": 384 * 192,
+        "fc3": 192 * 10,
+    }
+    assert sum(macs.values()) == 12_526_464
+    assert training_flops_per_image(AlexNet()) == 2 * (3 * 12_526_464 - 3_763_200)

@@ -1,0 +1,171 @@
+"""Runs that survive: exact resume after SIGKILL or SIGINT, finished runs, refused config changes,
+the NaN guard and deterministic repeats."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.data import load_cifar10
+from alexnet_cifar.errors import NonFiniteLoss
+from alexnet_cifar.run_dir import RunDir
+from alexnet_cifar.train import fit
+
+from .conftest import write_fake_cifar
+
+# 2,000 fake training images in batches of 16: 125 batches, a fraction of a second per epoch.
+ARGS = ["--batch-size", "16", "--lr", "0.02", "--device", "cpu", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_fake_cifar(tmp_path_factory.mktemp("fake") / "data", per_batch=400, n_test=200)
+
+
+def start(data_dir: Path, run: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "alexnet_cifar", "train", "--data-dir", str(data_dir), "--run-dir", str(run)]
+    return subprocess.Popen([*cmd, *ARGS, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def resume(run: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "alexnet_cifar", "train", "--resume", str(run), "--no-download", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "model.pt", weights_only=True)
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ"
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory) -> Path:
+    """An uninterrupted 3-epoch run."""
+    run = tmp_path_factory.mktemp("ref") / "run"
+    proc = start(data_dir, run, "--epochs", "3")
+    assert proc.wait(timeout=300) == 0, proc.communicate()
+    return run
+
+
+def epochs_in_metrics(run: Path) -> list[int]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [int(r["epoch"]) for r in csv.DictReader(f)]
+
+
+def test_sigkill_at_a_random_batch_then_resume_gives_identical_weights(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    proc = start(data_dir, run, "--epochs", "3")
+    wait_for(run / "last.pt", proc)  # epoch 0 is done
+    time.sleep(random.uniform(0.0, 0.3))
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done = resume(run)
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(run, reference)
+    assert epochs_in_metrics(run) == [0, 1, 2]
+
+
+def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    proc = start(data_dir, run, "--epochs", "3")
+    wait_for(run / "last.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"resume with: alexnet-cifar train --resume {run}" in err and "Traceback" not in err
+    progress = torch.load(run / "last.pt", weights_only=True)["progress"]
+    assert progress["batch"] > 0 or progress["epoch"] > 1  # stopped inside an epoch, not only at its end
+    done = resume(run)
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(run, reference)
+    assert epochs_in_metrics(run) == [0, 1, 2]
+
+
+def test_sigterm_exits_143(data_dir, tmp_path):
+    run = tmp_path / "run"
+    proc = start(data_dir, run, "--epochs", "50")
+    wait_for(run / "last.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "SIGTERM" in err
+
+
+def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference, tmp_path):
+    run = tmp_path / "run"
+    assert start(data_dir, run, "--epochs", "2").wait(timeout=300) == 0
+    before = (run / "model.pt").read_bytes()
+    done = resume(run)
+    assert done.returncode == 0 and "nothing to do" in done.stdout
+    assert (run / "model.pt").read_bytes() == before
+    done = resume(run, "--epochs", "3")
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(run, reference)
+
+
+def test_config_change_on_resume_is_refused(reference):
+    done = resume(reference, "--lr", "0.05")
+    assert done.returncode == 2
+    assert "lr = 0.05, but the run used lr = 0.02" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_best_checkpoint_holds_the_best_epoch(reference):
+    best = torch.load(reference / "best.pt", weights_only=True)
+    with open(reference / "metrics.csv", newline="") as f:
+        accs = [float(r["valid_acc"]) for r in csv.DictReader(f)]
+    assert best["progress"]["best_acc"] == pytest.approx(max(accs))
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    data = load_cifar10(data_dir)
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 16, "lr": 0.02, "device": "cpu"})
+    run = RunDir.create(tmp_path / "run")
+    fit(cfg, data, run)
+    good = run.last.read_bytes()
+    state = torch.load(run.last, weights_only=True)
+    state["model"]["fc3.bias"][3] = float("nan")  # as a diverged step would leave it
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu"})
+    with pytest.raises(NonFiniteLoss, match=r"NaN or infinite at epoch 1, within batches 0-49 \(lr 0.02\)") as info:
+        fit(cfg, data, run, resume=state)
+    assert "\n" not in str(info.value)
+    assert run.last.read_bytes() == good
+
+
+def test_deterministic_runs_repeat(data_dir, tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        proc = start(data_dir, tmp_path / name, "--epochs", "2", "--deterministic")
+        assert proc.wait(timeout=300) == 0
+        with open(tmp_path / name / "metrics.csv", newline="") as f:
+            rows.append(
+                [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in csv.DictReader(f)]
+            )
+    assert rows[0] == rows[1] and len(rows[0]) == 2
+
+
+def test_checkpoint_holds_everything_resuming_needs(reference):
+    state = torch.load(reference / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "ema", "config", "progress"} <= state.keys()
+    assert {"torch", "numpy", "python"} <= state["progress"]["rng"].keys()
+    assert state["progress"]["epoch"] == 3 and state["progress"]["step"] == 3 * 125
+    assert os.listdir(reference) and not [p for p in os.listdir(reference) if p.endswith(".tmp")]
