@@ -5,7 +5,7 @@
 
 (a) lesson: PIL image per sample + the lesson's transform, DataLoader(64, shuffle), .item() per batch
 (b) ours, same batch size and arithmetic: device-resident batches, channels_last, one sync per block
-(c) ours at the best settings measured for the device
+(c) ours at the best settings measured for the device (bfloat16 autocast where the CPU has native bf16)
 Each timed block is a fixed number of training batches; blocks run a, b, c, a, b, c, ... so that
 drift in the machine's speed hits all three alike. Speeds are reported as medians with min-max.
 """
@@ -29,11 +29,29 @@ from .lesson import lesson_eval_step, lesson_loader, lesson_train_step
 from .model import AlexNet
 from .train import build_model, build_optimizer, make_loaders, runner, train_one_epoch
 
-# Settings for (c), per device type, from measurements recorded in docs/RESULTS.md.
-BEST_SETTINGS: dict[str, dict[str, object]] = {
-    "cpu": {"batch_size": 64, "channels_last": True},
-    "cuda": {"batch_size": 512, "channels_last": True, "amp": True, "compile": True},
-}
+
+def best_settings(device: torch.device) -> dict[str, object]:
+    """Settings for (c): the fastest measured on each kind of device (docs/RESULTS.md).
+
+    bfloat16 autocast is 1.6x faster on CPUs with native bf16 (AVX512-BF16, AMX) and slower on
+    others, so on a CPU it is used only where oneDNN reports bf16 support. torch.compile measured
+    slower than eager on the 2-core CPU; on CUDA it removes per-kernel launch overhead.
+    """
+    if device.type == "cuda":
+        return {"batch_size": 64, "amp": True, "compile": True}
+    return {"batch_size": 64, "amp": cpu_has_fast_bf16()}
+
+
+def best_eval_batch(device: torch.device) -> int:
+    """Large batches spill the CPU's caches (1000 runs 35% slower than 128); GPUs want them large."""
+    return 1000 if device.type == "cuda" else 256
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: absent in some builds
+        return False
 
 
 @dataclass
@@ -127,9 +145,11 @@ def our_evaluator(cfg: TrainConfig, data: CIFAR10, images: int, device: torch.de
     return run
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, seconds: float = 2.0) -> float:
-    """Best float32 matrix-multiply rate over repeated n x n products: the roofline we compare to."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, seconds: float = 2.0
+) -> float:
+    """Best matrix-multiply rate over repeated n x n products: the roofline we compare to."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm-up
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -153,14 +173,14 @@ def full_epoch_seconds(cfg: TrainConfig, data: CIFAR10, device: torch.device) ->
 
 @dataclass
 class BenchResult:
-    train: list[Timing]
-    evals: list[Timing]
-    matmul_gflops: float
+    train: list[Timing]  # (a), (b), (c)
+    evals: list[Timing]  # lesson, ours with the same arithmetic, ours at best settings
+    matmul_gflops: dict[str, float]  # "float32" and, where (c) uses it, "bfloat16"
     flops_per_image: int
     best_settings: dict[str, object]
     device: str
     threads: int
-    epoch_seconds: float | None = None  # one real epoch of the seed recipe through train's loop
+    epoch_seconds: dict[str, float] = field(default_factory=dict)  # one real epoch through train's loop
     n_train: int = 50_000
     n_test: int = 10_000
 
@@ -168,49 +188,44 @@ class BenchResult:
         """The lesson's epoch at the rates measured here: every training image, then the test set."""
         return self.n_train / self.train[0].median + self.n_test / self.evals[0].median
 
-    def ratio(self, i: int) -> float:
-        return self.train[i].median / self.train[0].median
+    def ratio(self, timings: list[Timing], i: int) -> float:
+        return timings[i].median / timings[0].median
 
-    def roofline_fraction(self) -> float:
-        return self.train[2].median * self.flops_per_image / (self.matmul_gflops * 1e9)
+    def roofline_fraction(self, i: int, dtype: str) -> float:
+        return self.train[i].median * self.flops_per_image / (self.matmul_gflops[dtype] * 1e9)
 
     def report(self) -> str:
-        lines = [
-            f"device {self.device}, {self.threads} threads; (c) settings {self.best_settings}",
-            f"{'training':<44} {'median img/s':>12}   {'min - max':>19}",
-        ]
-        lines += [f"{t.name:<44} {t.median:12.0f}   {t.spread()}" for t in self.train]
-        lines += [
-            f"ratio b/a {self.ratio(1):.2f}, c/a {self.ratio(2):.2f}",
-            f"{'evaluation':<44} {'median img/s':>12}   {'min - max':>19}",
-        ]
-        lines += [f"{t.name:<44} {t.median:12.0f}   {t.spread()}" for t in self.evals]
-        lines += [
-            f"evaluation ratio ours/lesson {self.evals[1].median / self.evals[0].median:.2f}",
-            f"float32 matmul {self.matmul_gflops:.0f} GFLOP/s; network {self.flops_per_image / 1e6:.1f} "
-            f"MFLOP per training image; (c) reaches {self.roofline_fraction():.0%} of the matmul rate",
-        ]
-        if self.epoch_seconds is not None:
-            lesson = self.lesson_epoch_seconds()
-            lines.append(
-                f"one epoch of the seed recipe through train: {self.epoch_seconds:.1f} s; the lesson's loop "
-                f"at the rates above: {lesson:.1f} s; ratio {self.epoch_seconds / lesson:.2f}"
-            )
+        header = f"{'median img/s':>12}   {'min - max':>19}"
+        lines = [f"device {self.device}, {self.threads} threads; (c) settings {self.best_settings}",
+                 f"{'training':<50} {header}"]  # fmt: skip
+        lines += [f"{t.name:<50} {t.median:12.0f}   {t.spread()}" for t in self.train]
+        lines += [f"training ratios: b/a {self.ratio(self.train, 1):.2f}, c/a {self.ratio(self.train, 2):.2f}",
+                  f"{'evaluation':<50} {header}"]  # fmt: skip
+        lines += [f"{t.name:<50} {t.median:12.0f}   {t.spread()}" for t in self.evals]
+        lines.append(f"evaluation ratios: ours/lesson {self.ratio(self.evals, 1):.2f}, "
+                     f"best/lesson {self.ratio(self.evals, 2):.2f}")  # fmt: skip
+        c_dtype = "bfloat16" if self.best_settings.get("amp") else "float32"
+        lines += [f"{dtype} matmul {rate:.0f} GFLOP/s" for dtype, rate in self.matmul_gflops.items()]
+        lines.append(
+            f"network: {self.flops_per_image / 1e6:.1f} MFLOP per training image; (b) reaches "
+            f"{self.roofline_fraction(1, 'float32'):.0%} of the float32 matmul rate, (c) "
+            f"{self.roofline_fraction(2, c_dtype):.0%} of the {c_dtype} one"
+        )
+        lesson = self.lesson_epoch_seconds()
+        for name, seconds in self.epoch_seconds.items():
+            lines.append(f"one epoch of {name} through train: {seconds:.1f} s; the lesson's loop at the rates above: "
+                         f"{lesson:.1f} s; ratio {seconds / lesson:.2f}")  # fmt: skip
         return "\n".join(lines)
 
 
 def run_benchmark(
-    data: CIFAR10,
-    device: torch.device,
-    repeats: int = 5,
-    batches: int = 100,
-    eval_images: int = 5000,
-    full_epoch: bool = True,
-    log: Callable[[str], None] = print,
-) -> BenchResult:
+    data: CIFAR10, device: torch.device, repeats: int = 5, batches: int = 100, eval_images: int = 5000,
+    full_epoch: bool = True, log: Callable[[str], None] = print,
+) -> BenchResult:  # fmt: skip
     """Time (a), (b), (c) interleaved `repeats` times over `batches` batches of 64 images each."""
+    best = best_settings(device)
     seed_cfg = resolve_config("seed", {"device": device.type})
-    best_cfg = resolve_config("seed", {"device": device.type, **BEST_SETTINGS.get(device.type, {})})
+    best_cfg = resolve_config("seed", {"device": device.type, **best, "test_batch_size": best_eval_batch(device)})
     images = batches * 64
     trainers = [
         ("(a) lesson: PIL per sample, DataLoader, .item()", lesson_trainer(data, batches, device)),
@@ -218,14 +233,11 @@ def run_benchmark(
         ("(c) ours: best settings for the device", our_trainer(best_cfg, data, images, device)),
     ]
     evaluators = [
-        ("lesson eval loop (batch 128)", lesson_evaluator(data, eval_images, device)),
-        (
-            "ours (inference_mode, batch 1000)",
-            our_evaluator(
-                resolve_config("seed", {"device": device.type, "test_batch_size": 1000}), data, eval_images, device
-            ),
-        ),
-    ]
+        ("lesson eval loop (batch 128, no_grad)", lesson_evaluator(data, eval_images, device)),
+        ("ours, same arithmetic (batch 128, inference_mode)", our_evaluator(seed_cfg, data, eval_images, device)),
+        (f"ours, best (batch {best_cfg.test_batch_size}, amp {best_cfg.amp})",
+         our_evaluator(best_cfg, data, eval_images, device)),
+    ]  # fmt: skip
     for _, fn in trainers + evaluators:  # warm-up: allocator, kernels, compilation
         fn()
     train = [Timing(name) for name, _ in trainers]
@@ -236,16 +248,16 @@ def run_benchmark(
         for timing, (_, fn) in zip(evals, evaluators, strict=True):
             timing.images_per_s.append(timed(fn, device))
         log(f"repeat {r + 1}/{repeats}: " + ", ".join(f"{t.images_per_s[-1]:.0f}" for t in train) + " img/s")
-    epoch_seconds = full_epoch_seconds(seed_cfg, data, device) if full_epoch else None
+    epochs = {}
+    if full_epoch:
+        epochs["the seed recipe"] = full_epoch_seconds(seed_cfg, data, device)
+        if best_cfg != seed_cfg:
+            epochs["the seed recipe at (c)'s settings"] = full_epoch_seconds(best_cfg, data, device)
+    rates = {"float32": matmul_gflops(device)}
+    if best.get("amp"):
+        rates["bfloat16"] = matmul_gflops(device, torch.bfloat16)
     return BenchResult(
-        train=train,
-        evals=evals,
-        matmul_gflops=matmul_gflops(device),
-        flops_per_image=training_flops_per_image(AlexNet()),
-        best_settings=BEST_SETTINGS.get(device.type, {}),
-        device=str(device),
-        threads=torch.get_num_threads(),
-        epoch_seconds=epoch_seconds,
-        n_train=len(data.train),
-        n_test=len(data.test),
-    )
+        train=train, evals=evals, matmul_gflops=rates, flops_per_image=training_flops_per_image(AlexNet()),
+        best_settings=best, device=str(device), threads=torch.get_num_threads(), epoch_seconds=epochs,
+        n_train=len(data.train), n_test=len(data.test),
+    )  # fmt: skip
