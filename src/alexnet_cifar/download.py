@@ -48,7 +48,9 @@ class Sources:
     timeout_s: float = 30.0
 
 
-def download_cifar10(root: Path, sources: Sources = Sources(), log: Callable[[str], None] = print) -> Path:
+def download_cifar10(
+    root: Path, sources: Sources = Sources(), log: Callable[[str], None] = print, show_progress: bool = True
+) -> Path:
     """Make ROOT/cifar-10-batches-py complete; returns it. Raises DataError naming every route tried."""
     root.mkdir(parents=True, exist_ok=True)
     if not missing_files(root):
@@ -64,7 +66,7 @@ def download_cifar10(root: Path, sources: Sources = Sources(), log: Callable[[st
         try:
             with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as work:
                 log(f"downloading CIFAR-10 ({name})")
-                route(Path(work), root, sources, log)
+                route(Path(work), root, sources, show_progress)
             log(f"CIFAR-10 ready in {root / BATCH_DIR} (from the {name})")
             return root / BATCH_DIR
         except (OSError, DataError, subprocess.SubprocessError, tarfile.TarError) as exc:
@@ -73,16 +75,16 @@ def download_cifar10(root: Path, sources: Sources = Sources(), log: Callable[[st
     raise DataError(f"could not download CIFAR-10 (tried {'; '.join(failures)}); {MANUAL_HINT}")
 
 
-def _official_route(work: Path, root: Path, sources: Sources, log: Callable[[str], None]) -> None:
+def _official_route(work: Path, root: Path, sources: Sources, show_progress: bool) -> None:
     archive = work / "cifar-10-python.tar.gz"
-    fetch(sources.url, archive, sources.timeout_s)
+    fetch(sources.url, archive, sources.timeout_s, show_progress)
     check_digest(archive, "md5", sources.md5)
     out = work / "extracted"
     safe_extract(archive, out)
     _install(out / BATCH_DIR, root)
 
 
-def _npm_route(work: Path, root: Path, sources: Sources, log: Callable[[str], None]) -> None:
+def _npm_route(work: Path, root: Path, sources: Sources, show_progress: bool) -> None:
     if shutil.which("npm") is None:
         raise DataError("npm is not on PATH (install Node.js to use this route)")
     done = subprocess.run(
@@ -111,11 +113,12 @@ def _install(batches: Path, root: Path) -> None:
     batches.rename(root / BATCH_DIR)
 
 
-def fetch(url: str, dest: Path, timeout_s: float) -> None:
+def fetch(url: str, dest: Path, timeout_s: float, show_progress: bool = True) -> None:
     """Stream `url` to `dest` (a temp name the caller renames once verified), with a progress bar."""
     with urllib.request.urlopen(url, timeout=timeout_s) as response, atomic_write(dest) as f:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
+        disable = None if show_progress else True  # None: off when stderr is not a terminal
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=disable) as bar:
             while block := response.read(1 << 20):
                 f.write(block)
                 bar.update(len(block))

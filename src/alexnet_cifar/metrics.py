@@ -25,6 +25,10 @@ class Meter:
         self.samples += n
         self.batches += 1
 
+    def running_loss(self) -> float:
+        """Mean loss so far (one read from the device)."""
+        return self.sums[0].item() / max(1, self.samples)
+
     def finite(self) -> bool:
         """False once any loss was NaN or infinite (reads one value back from the device)."""
         return bool(torch.isfinite(self.sums[0]))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .checkpoint import save_checkpoint, save_weights
 from .config import TrainConfig
@@ -31,6 +32,7 @@ from .evaluate import evaluate
 from .loader import Augment, DeviceLoader
 from .metrics import EpochRecord, Meter
 from .model import AlexNet
+from .progress import POSTFIX_EVERY, progress_bar
 from .run_dir import RunDir
 from .signals import EXIT_CODES, StopOnSignal
 
@@ -133,6 +135,7 @@ def train_one_epoch(
     start: int = 0,
     meter: Meter | None = None,
     stop: StopOnSignal | None = None,
+    bar: tqdm | None = None,
 ) -> Meter:
     """Train over the loader's epoch from batch `start`; returns the meter (its `.batches` says how
     far it got: fewer than the epoch's if `stop` was requested or a loss was not finite)."""
@@ -149,12 +152,18 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if bar is not None and not bar.disable:
+            bar.update(len(labels))
+            if (i + 1) % POSTFIX_EVERY == 0:
+                bar.set_postfix(loss=f"{meter.running_loss():.3f}", refresh=False)
         if i + 1 == end or (stop is not None and stop.requested):
             break
     return meter
 
 
-def fit(cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | None = None) -> list[EpochRecord]:
+def fit(
+    cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | None = None, show_progress: bool = True
+) -> list[EpochRecord]:
     """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch."""
     device = select_device(cfg.device)
     if cfg.threads:
@@ -165,7 +174,7 @@ def fit(cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | N
     handler = run.attach_log()
     try:
         with StopOnSignal() as stop:
-            return _fit(cfg, data, run, device, resume, stop)
+            return _fit(cfg, data, run, device, resume, stop, show_progress)
     finally:
         log.removeHandler(handler)
         handler.close()
@@ -173,58 +182,60 @@ def fit(cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | N
 
 def _fit(
     cfg: TrainConfig, data: CIFAR10, run: RunDir, device: torch.device, resume: dict[str, Any] | None,
-    stop: StopOnSignal,
+    stop: StopOnSignal, show_progress: bool,
 ) -> list[EpochRecord]:  # fmt: skip
     model = build_model(cfg, device)
     step_model = runner(model, cfg)
     optimizer = build_optimizer(cfg, model)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     train_loader, test_loader = make_loaders(cfg, data, device)
-    progress = Progress()
+    state = Progress()
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        progress = Progress(**resume["progress"])
-        set_rng_state(progress.rng)
-        run.truncate_metrics(progress.epoch)
-        log.info(f"resuming {run.path} at epoch {progress.epoch}, batch {progress.batch}")
+        state = Progress(**resume["progress"])
+        set_rng_state(state.rng)
+        run.truncate_metrics(state.epoch)
+        log.info(f"resuming {run.path} at epoch {state.epoch}, batch {state.batch}")
     log.info(data.summary())
     log.info(f"training recipe {cfg.recipe!r} on {device} for {cfg.epochs} epochs; run directory {run.path}")
 
     data_folder = str(data.folder.resolve()) if data.folder is not None else None  # where --resume reads
 
     def checkpoint(path, meter: Meter | None = None) -> None:
-        progress.meter = meter.state_dict() if meter is not None else None
-        progress.rng = rng_state()
+        state.meter = meter.state_dict() if meter is not None else None
+        state.rng = rng_state()
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": None,
-                               "ema": None, "config": cfg.to_dict(), "progress": vars(progress),
+                               "ema": None, "config": cfg.to_dict(), "progress": vars(state),
                                "data_folder": data_folder})  # fmt: skip
 
     history = []
-    while progress.epoch < cfg.epochs:
-        start = time.perf_counter() - progress.seconds
-        train_loader.set_epoch(progress.epoch)
-        meter = Meter.from_state(progress.meter, device)
+    while state.epoch < cfg.epochs:
+        start = time.perf_counter() - state.seconds
+        train_loader.set_epoch(state.epoch)
+        meter = Meter.from_state(state.meter, device)
         done_before = meter.batches
-        train = train_one_epoch(step_model, train_loader, optimizer, criterion, amp=cfg.amp, start=progress.batch,
-                                meter=meter, stop=stop)  # fmt: skip
-        progress.step += train.batches - done_before
+        with progress_bar(len(data.train), f"epoch {state.epoch}", show_progress) as bar:
+            bar.update(meter.samples)
+            train = train_one_epoch(step_model, train_loader, optimizer, criterion, amp=cfg.amp, start=state.batch,
+                                    meter=meter, stop=stop, bar=bar)  # fmt: skip
+        state.step += train.batches - done_before
         if not train.finite():
-            raise NonFiniteLoss(nonfinite_message(progress.epoch, train.batches, optimizer, run))
+            raise NonFiniteLoss(nonfinite_message(state.epoch, train.batches, optimizer, run))
         if train.batches < len(train_loader):  # stopped by a signal after this batch
-            progress.batch, progress.seconds = train.batches, time.perf_counter() - start
+            state.batch, state.seconds = train.batches, time.perf_counter() - start
             checkpoint(run.last, train)
             name = signal.Signals(stop.signum).name
             raise Interrupted(
-                f"stopped by {name} at epoch {progress.epoch}, batch {train.batches}; checkpoint {run.last} written; "
+                f"stopped by {name} at epoch {state.epoch}, batch {train.batches}; checkpoint {run.last} written; "
                 f"resume with: alexnet-cifar train --resume {run.path}", EXIT_CODES[stop.signum],
             )  # fmt: skip
-        record = finish_epoch(progress.epoch, train, step_model, test_loader, criterion, cfg, optimizer, start)
+        record = finish_epoch(state.epoch, train, step_model, test_loader, criterion, cfg, optimizer, start)
         log.info(record.lesson_line())
         history.append(record)
-        progress.epoch, progress.batch, progress.seconds = progress.epoch + 1, 0, 0.0
-        if record.valid_acc > progress.best_acc:
-            progress.best_acc = record.valid_acc
+        state.epoch, state.batch, state.seconds = state.epoch + 1, 0, 0.0
+        if record.valid_acc > state.best_acc:
+            state.best_acc = record.valid_acc
             checkpoint(run.best)
         checkpoint(run.last)  # before the metrics row, so a resumed run never repeats a row
         run.append_metrics(record)

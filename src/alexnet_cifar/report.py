@@ -1,0 +1,189 @@
+"""Run report: learning curves (with the lesson's own run for comparison), confusion matrix,
+per-class accuracy and the test images the model gets most confidently wrong, plus the run's
+config and environment, as PNGs and one self-contained report.html.
+
+    alexnet-cifar report runs/RUN
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .atomic import atomic_write
+from .checkpoint import load_model
+from .data import CIFAR10
+from .errors import UserError
+from .evaluate import ClassificationReport, classification_report, predict_logits
+from .lesson import LESSON_HISTORY
+from .loader import DeviceLoader
+
+WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
+
+
+def read_metrics(path: Path) -> dict[str, list[float]]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        raise UserError(f"{path} is missing; pass a run directory written by alexnet-cifar train") from None
+    if not rows:
+        raise UserError(f"{path} has no epochs yet; train at least one epoch first")
+    return {key: [float(r[key]) for r in rows] for key in rows[0]}
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_curves(metrics: dict[str, list[float]]) -> bytes:
+    fig = Figure(figsize=(11, 4))
+    for ax, kind in zip(fig.subplots(1, 2), ("loss", "acc"), strict=True):
+        for split, style in (("train", "-"), ("valid", "-")):
+            ax.plot(metrics["epoch"], metrics[f"{split}_{kind}"], style, marker="o", ms=3, label=f"{split} (this run)")
+        lesson_epochs = list(range(len(LESSON_HISTORY["valid_acc"])))
+        for split in ("train", "valid"):
+            ax.plot(lesson_epochs, LESSON_HISTORY[f"{split}_{kind}"], "--", alpha=0.6, label=f"{split} (the lesson)")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("accuracy" if kind == "acc" else "cross-entropy loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Learning curves (test set = valid)")
+    return png_bytes(fig)
+
+
+def plot_confusion(report: ClassificationReport) -> bytes:
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    matrix = np.array(report.confusion)
+    im = ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(report.classes))
+    ax.set_xticks(ticks, report.classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, report.classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    half = matrix.max() / 2
+    for i in ticks:
+        for j in ticks:
+            value = int(matrix[i, j])
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="white" if value > half else "black")
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Confusion matrix (test set)")
+    return png_bytes(fig)
+
+
+def plot_per_class(report: ClassificationReport) -> bytes:
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
+    bars = ax.bar(report.classes, report.per_class, color="tab:blue")
+    ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.axhline(report.top1, color="tab:red", ls="--", label=f"overall {report.top1:.3f}")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=8)
+    ax.set_title("Per-class accuracy (test set)")
+    return png_bytes(fig)
+
+
+def plot_most_wrong(images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> bytes:
+    probs = logits.softmax(1)
+    confidence, predicted = probs.max(1)
+    wrong = (predicted != labels).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:WRONG_SHOWN]
+    cols = 8
+    rows = max(1, -(-len(order) // cols))
+    fig = Figure(figsize=(cols * 1.4, rows * 1.7))
+    axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, order.tolist(), strict=False):
+        ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(f"true {classes[labels[i]]}\npred {classes[predicted[i]]} {confidence[i]:.2f}", fontsize=7)
+    fig.suptitle("Most confidently wrong test images")
+    return png_bytes(fig)
+
+
+def testset_figures(
+    weights: Path, data: CIFAR10, device: torch.device
+) -> tuple[dict[str, bytes], ClassificationReport]:
+    model, _ = load_model(weights, device)
+    loader = DeviceLoader(data.test.images, data.test.labels, 256, device=device, channels_last=True)
+    logits, labels = predict_logits(model, loader)
+    report = classification_report(logits, labels, data.classes)
+    figures = {
+        "confusion.png": plot_confusion(report),
+        "per_class.png": plot_per_class(report),
+        "most_wrong.png": plot_most_wrong(data.test.images, logits, labels, list(data.classes)),
+    }
+    return figures, report
+
+
+def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> Path:
+    """Write the PNGs and report.html into `run_dir`; returns the HTML file's path."""
+    metrics = read_metrics(run_dir / "metrics.csv")
+    info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    figures = {"curves.png": plot_curves(metrics)}
+    report = None
+    weights = next((p for p in (run_dir / "model.pt", run_dir / "last.pt") if p.exists()), None)
+    if data is not None and weights is not None:
+        more, report = testset_figures(weights, data, device)
+        figures.update(more)
+    for name, content in figures.items():
+        with atomic_write(run_dir / name) as f:
+            f.write(content)
+    out = run_dir / "report.html"
+    with atomic_write(out, "w") as f:
+        f.write(render_html(run_dir, metrics, info, figures, report, weights))
+    return out
+
+
+def _table(rows: dict[str, Any]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{body}</table>"
+
+
+def render_html(
+    run_dir: Path, metrics: dict[str, list[float]], info: dict[str, Any], figures: dict[str, bytes],
+    report: ClassificationReport | None, weights: Path | None,
+) -> str:  # fmt: skip
+    best = max(range(len(metrics["epoch"])), key=lambda i: metrics["valid_acc"][i])
+    headline = {
+        "epochs": len(metrics["epoch"]),
+        "peak test accuracy": f"{metrics['valid_acc'][best]:.4f} (epoch {int(metrics['epoch'][best])})",
+        "last test accuracy": f"{metrics['valid_acc'][-1]:.4f}",
+        "seconds per epoch": f"{sum(metrics['seconds']) / len(metrics['seconds']):.1f}",
+        "weights evaluated": weights.name if weights else "none",
+    }
+    if report is not None:
+        headline.update({"top-1": f"{report.top1:.4f}", "top-5": f"{report.top5:.4f}", "loss": f"{report.loss:.4f}"})
+    images = "".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'
+        for name, png in figures.items()
+    )
+    missing = "" if report else "<p>Test-set figures need the CIFAR-10 data and the run's weights.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>alexnet-cifar report: {html.escape(run_dir.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
+<h1>Run {html.escape(run_dir.name)}</h1>
+{_table(headline)}
+{images}{missing}
+<h2>Config</h2>{_table(info.get("config", {}))}
+<h2>Environment</h2>{_table(info.get("environment", {}))}
+</body></html>
+"""
