@@ -27,7 +27,7 @@ from .evaluate import evaluate
 from .flops import training_flops_per_image
 from .lesson import lesson_eval_step, lesson_loader, lesson_train_step
 from .model import AlexNet
-from .train import build_model, build_optimizer, make_loaders, runner, train_one_epoch
+from .train import build_trainer, make_loaders, train_one_epoch
 
 
 def best_settings(device: torch.device) -> dict[str, object]:
@@ -100,17 +100,14 @@ def lesson_trainer(data: CIFAR10, batches: int, device: torch.device) -> Callabl
 
 
 def our_trainer(cfg: TrainConfig, data: CIFAR10, images_per_block: int, device: torch.device) -> Callable[[], int]:
-    model = build_model(cfg, device)
-    step_model = runner(model, cfg)
-    optimizer = build_optimizer(cfg, model)
-    criterion = nn.CrossEntropyLoss()
     loader, _ = make_loaders(cfg, data, device)
+    trainer = build_trainer(cfg, device, len(loader))
     batches = max(1, images_per_block // cfg.batch_size)
     epochs = itertools.count()
 
     def run() -> int:
         loader.set_epoch(next(epochs))
-        meter = train_one_epoch(step_model, loader, optimizer, criterion, amp=cfg.amp, max_batches=batches)
+        meter = train_one_epoch(trainer, loader, max_batches=batches)
         meter.result()  # the one host sync per block, as per epoch in training
         return meter.samples
 
@@ -133,12 +130,12 @@ def lesson_evaluator(data: CIFAR10, images: int, device: torch.device) -> Callab
 
 
 def our_evaluator(cfg: TrainConfig, data: CIFAR10, images: int, device: torch.device) -> Callable[[], int]:
-    model = runner(build_model(cfg, device), cfg)
     _, loader = make_loaders(cfg, data, device)
-    criterion = nn.CrossEntropyLoss()
+    trainer = build_trainer(cfg, device, 1)
 
     def run() -> int:
-        meter = evaluate(model, loader, criterion, amp=cfg.amp, max_batches=max(1, images // cfg.test_batch_size))
+        batches = max(1, images // cfg.test_batch_size)
+        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, amp=cfg.amp, max_batches=batches)
         meter.result()
         return meter.samples
 
@@ -160,14 +157,11 @@ def matmul_gflops(
 
 def full_epoch_seconds(cfg: TrainConfig, data: CIFAR10, device: torch.device) -> float:
     """Wall time of one whole epoch of `train`'s loop: every training batch, then the test set."""
-    model = build_model(cfg, device)
-    step_model = runner(model, cfg)
-    optimizer = build_optimizer(cfg, model)
-    criterion = nn.CrossEntropyLoss()
     train_loader, test_loader = make_loaders(cfg, data, device)
+    trainer = build_trainer(cfg, device, len(train_loader))
     start = time.perf_counter()
-    train_one_epoch(step_model, train_loader, optimizer, criterion, amp=cfg.amp).result()
-    evaluate(step_model, test_loader, criterion, amp=cfg.amp).result()
+    train_one_epoch(trainer, train_loader).result()
+    evaluate(trainer.eval_model(), test_loader, trainer.criterion, amp=cfg.amp).result()
     return time.perf_counter() - start
 
 

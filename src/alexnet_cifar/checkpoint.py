@@ -49,7 +49,8 @@ def load_model(path: Path, device: torch.device, channels_last: bool = True) -> 
     """An AlexNet with the weights of a checkpoint or plain state_dict file, ready for inference."""
     state = load_checkpoint(path)
     model = AlexNet()
-    model.load_state_dict(state["model"])
+    # a training checkpoint with a moving average evaluates (and keeps as final weights) the average
+    model.load_state_dict(state["ema"]["model"] if state.get("ema") else state["model"])
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

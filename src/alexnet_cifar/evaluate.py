@@ -17,13 +17,16 @@ from .metrics import Meter
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader: DeviceLoader, criterion: nn.Module, *, amp: bool = False, max_batches: int | None = None
-) -> Meter:
+    model: nn.Module, loader: DeviceLoader, criterion: nn.Module, *, amp: bool = False, tta: bool = False,
+    max_batches: int | None = None,
+) -> Meter:  # fmt: skip
     model.eval()
     meter = Meter(loader.device)
     for images, labels in itertools.islice(loader, max_batches):
         with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(images)
+            if tta:  # the mean of the logits of each image and its mirror
+                logits = (logits + model(images.flip(3))) / 2
         meter.update(criterion(logits.float(), labels), logits, labels)
     return meter
 

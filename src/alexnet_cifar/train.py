@@ -22,11 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from .checkpoint import save_checkpoint, save_weights
 from .config import TrainConfig
 from .data import CIFAR10
+from .ema import EMA
 from .errors import Interrupted, NonFiniteLoss, UsageError
 from .evaluate import evaluate
 from .loader import Augment, DeviceLoader
@@ -34,6 +36,7 @@ from .metrics import EpochRecord, Meter
 from .model import AlexNet
 from .progress import POSTFIX_EVERY, progress_bar
 from .run_dir import RunDir
+from .schedule import build_scheduler
 from .signals import EXIT_CODES, StopOnSignal
 
 log = logging.getLogger("alexnet_cifar")
@@ -78,7 +81,56 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.SGD(groups, lr=peak_lr(cfg), momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def peak_lr(cfg: TrainConfig) -> float:
+    """The config's lr, scaled linearly from batch 64 to the batch size when `scale_lr` is set."""
+    return cfg.lr * cfg.batch_size / 64 if cfg.scale_lr else cfg.lr
+
+
+@dataclass
+class Trainer:
+    """Everything one optimizer step touches, and what a checkpoint must restore of it."""
+
+    model: nn.Module  # the plain module: its state_dict is what gets saved
+    step_model: nn.Module  # what the loop calls: `model`, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: LambdaLR
+    criterion: nn.Module
+    ema: EMA | None
+    amp: bool
+
+    def eval_model(self) -> nn.Module:
+        """The weights that are evaluated and kept: the moving average when there is one."""
+        return self.ema.model if self.ema is not None else self.step_model
+
+    def final_model(self) -> nn.Module:
+        return self.ema.model if self.ema is not None else self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        ema = self.ema.state_dict() if self.ema else None
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "ema": ema}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+
+
+def build_trainer(cfg: TrainConfig, device: torch.device, steps_per_epoch: int) -> Trainer:
+    model = build_model(cfg, device)
+    optimizer = build_optimizer(cfg, model)
+    return Trainer(
+        model=model, step_model=runner(model, cfg), optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, steps_per_epoch),
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        ema=EMA(model, cfg.ema) if cfg.ema > 0 else None, amp=cfg.amp,
+    )  # fmt: skip
 
 
 def make_loaders(cfg: TrainConfig, data: CIFAR10, device: torch.device) -> tuple[DeviceLoader, DeviceLoader]:
@@ -125,12 +177,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train_one_epoch(
-    model: nn.Module,
+    trainer: Trainer,
     loader: DeviceLoader,
-    optimizer: torch.optim.Optimizer,
-    criterion: nn.Module,
     *,
-    amp: bool = False,
     max_batches: int | None = None,
     start: int = 0,
     meter: Meter | None = None,
@@ -139,19 +188,23 @@ def train_one_epoch(
 ) -> Meter:
     """Train over the loader's epoch from batch `start`; returns the meter (its `.batches` says how
     far it got: fewer than the epoch's if `stop` was requested or a loss was not finite)."""
+    model, optimizer = trainer.step_model, trainer.optimizer
     model.train()
     meter = meter or Meter(loader.device)
     end = len(loader) if max_batches is None else min(len(loader), start + max_batches)
     for i, (images, labels) in enumerate(loader.batches(start), start):
-        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=trainer.amp):
             logits = model(images)
-            loss = criterion(logits, labels)
+            loss = trainer.criterion(logits, labels)
         meter.update(loss, logits, labels)
         if (i + 1) % NAN_CHECK_EVERY == 0 and not meter.finite():
             return meter  # the bad batch's update is not applied
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        trainer.scheduler.step()
+        if trainer.ema is not None:
+            trainer.ema.update(trainer.model)
         if bar is not None and not bar.disable:
             bar.update(len(labels))
             if (i + 1) % POSTFIX_EVERY == 0:
@@ -184,15 +237,11 @@ def _fit(
     cfg: TrainConfig, data: CIFAR10, run: RunDir, device: torch.device, resume: dict[str, Any] | None,
     stop: StopOnSignal, show_progress: bool,
 ) -> list[EpochRecord]:  # fmt: skip
-    model = build_model(cfg, device)
-    step_model = runner(model, cfg)
-    optimizer = build_optimizer(cfg, model)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     train_loader, test_loader = make_loaders(cfg, data, device)
+    trainer = build_trainer(cfg, device, len(train_loader))
     state = Progress()
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        trainer.load_state_dict(resume)
         state = Progress(**resume["progress"])
         set_rng_state(state.rng)
         run.truncate_metrics(state.epoch)
@@ -205,8 +254,7 @@ def _fit(
     def checkpoint(path, meter: Meter | None = None) -> None:
         state.meter = meter.state_dict() if meter is not None else None
         state.rng = rng_state()
-        save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": None,
-                               "ema": None, "config": cfg.to_dict(), "progress": vars(state),
+        save_checkpoint(path, {**trainer.state_dict(), "config": cfg.to_dict(), "progress": vars(state),
                                "data_folder": data_folder})  # fmt: skip
 
     history = []
@@ -217,11 +265,10 @@ def _fit(
         done_before = meter.batches
         with progress_bar(len(data.train), f"epoch {state.epoch}", show_progress) as bar:
             bar.update(meter.samples)
-            train = train_one_epoch(step_model, train_loader, optimizer, criterion, amp=cfg.amp, start=state.batch,
-                                    meter=meter, stop=stop, bar=bar)  # fmt: skip
+            train = train_one_epoch(trainer, train_loader, start=state.batch, meter=meter, stop=stop, bar=bar)
         state.step += train.batches - done_before
         if not train.finite():
-            raise NonFiniteLoss(nonfinite_message(state.epoch, train.batches, optimizer, run))
+            raise NonFiniteLoss(nonfinite_message(state.epoch, train.batches, trainer.optimizer, run))
         if train.batches < len(train_loader):  # stopped by a signal after this batch
             state.batch, state.seconds = train.batches, time.perf_counter() - start
             checkpoint(run.last, train)
@@ -230,7 +277,7 @@ def _fit(
                 f"stopped by {name} at epoch {state.epoch}, batch {train.batches}; checkpoint {run.last} written; "
                 f"resume with: alexnet-cifar train --resume {run.path}", EXIT_CODES[stop.signum],
             )  # fmt: skip
-        record = finish_epoch(state.epoch, train, step_model, test_loader, criterion, cfg, optimizer, start)
+        record = finish_epoch(state.epoch, train, trainer, test_loader, cfg, start)
         log.info(record.lesson_line())
         history.append(record)
         state.epoch, state.batch, state.seconds = state.epoch + 1, 0, 0.0
@@ -239,7 +286,7 @@ def _fit(
             checkpoint(run.best)
         checkpoint(run.last)  # before the metrics row, so a resumed run never repeats a row
         run.append_metrics(record)
-    save_weights(run.weights, model)
+    save_weights(run.weights, trainer.final_model())
     if history:
         log.info(summarise(history))
     log.info(f"final weights: {run.weights}")
@@ -247,15 +294,15 @@ def _fit(
 
 
 def finish_epoch(
-    epoch: int, train: Meter, model: nn.Module, test_loader: DeviceLoader, criterion: nn.Module, cfg: TrainConfig,
-    optimizer: torch.optim.Optimizer, start: float,
-) -> EpochRecord:  # fmt: skip
+    epoch: int, train: Meter, trainer: Trainer, test_loader: DeviceLoader, cfg: TrainConfig, start: float
+) -> EpochRecord:
     train_loss, train_acc = train.result(cfg.lesson_metrics)  # the epoch's one host sync for training
     train_seconds = time.perf_counter() - start
-    valid_loss, valid_acc = evaluate(model, test_loader, criterion, amp=cfg.amp).result(cfg.lesson_metrics)
+    valid = evaluate(trainer.eval_model(), test_loader, trainer.criterion, amp=cfg.amp, tta=cfg.tta)
+    valid_loss, valid_acc = valid.result(cfg.lesson_metrics)
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss, valid_acc=valid_acc,
-        lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start,
+        lr=trainer.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start,
         images_per_s=train.samples / train_seconds,
     )  # fmt: skip
 

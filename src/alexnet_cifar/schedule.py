@@ -1,0 +1,29 @@
+"""Learning-rate schedules, stepped once per batch: optional linear warm-up from 0, then constant,
+linear decay (with warm-up: the triangular one-cycle) or cosine decay to `final_lr` x lr."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from .config import TrainConfig
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str, final: float) -> float:
+    """The multiple of the peak lr used for optimizer step `step` (counted from 0)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if kind == "linear":
+        return final + (1 - final) * (1 - progress)
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))  # cosine
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    return LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, cfg.schedule, cfg.final_lr))

@@ -1,0 +1,56 @@
+"""Multi-seed accuracy studies: a recipe run for several seeds, summarised the way results are
+reported (mean and spread of the final accuracy, peak against last, time to first reach 70%)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .metrics import EpochRecord
+
+TARGET = 0.70  # the lesson's accuracy, which every recipe is timed against
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    seed: int
+    last: float  # test accuracy after the final epoch
+    peak: float
+    peak_epoch: int
+    epochs_to_target: int | None  # epochs run when test accuracy first reached TARGET (None: never)
+    seconds_to_target: float | None  # wall seconds of training and evaluation until then
+    seconds_per_epoch: float
+
+    @classmethod
+    def from_history(cls, seed: int, history: Sequence[EpochRecord]) -> SeedResult:
+        peak = max(history, key=lambda r: r.valid_acc)
+        hit = next((i for i, r in enumerate(history) if r.valid_acc >= TARGET), None)
+        seconds = [r.seconds for r in history]
+        return cls(
+            seed=seed, last=history[-1].valid_acc, peak=peak.valid_acc, peak_epoch=peak.epoch,
+            epochs_to_target=None if hit is None else hit + 1,
+            seconds_to_target=None if hit is None else sum(seconds[: hit + 1]),
+            seconds_per_epoch=statistics.mean(seconds),
+        )  # fmt: skip
+
+
+def summary_table(recipe: str, results: Sequence[SeedResult]) -> str:
+    """A markdown table: one row per seed, then the mean (and standard deviation over seeds)."""
+    lines = [
+        f"| {recipe} seed | last acc | peak acc (epoch) | epochs to 70% | seconds to 70% | s/epoch |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        to_epochs = "never" if r.epochs_to_target is None else str(r.epochs_to_target)
+        to_seconds = "never" if r.seconds_to_target is None else f"{r.seconds_to_target:.1f}"
+        lines.append(f"| {r.seed} | {r.last:.4f} | {r.peak:.4f} ({r.peak_epoch}) | {to_epochs} | {to_seconds} "
+                     f"| {r.seconds_per_epoch:.1f} |")  # fmt: skip
+    lasts = [r.last for r in results]
+    spread = statistics.stdev(lasts) if len(lasts) > 1 else 0.0
+    reached = [r.seconds_to_target for r in results if r.seconds_to_target is not None]
+    worst = f"{max(reached):.1f} (slowest seed)" if len(reached) == len(results) else "not every seed"
+    peak = statistics.mean(r.peak for r in results)
+    per_epoch = statistics.mean(r.seconds_per_epoch for r in results)
+    lines.append(f"| mean | {statistics.mean(lasts):.4f} ± {spread:.4f} | {peak:.4f} | | {worst} | {per_epoch:.1f} |")
+    return "\n".join(lines)
