@@ -181,6 +181,12 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def add_recipes_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", help="list the named recipes and their values",
+                       description="Every config field of every recipe (* = not the seed's).")  # fmt: skip
+    p.set_defaults(func=cmd_recipes)
+
+
 def add_summary_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="the model as the lesson prints it, then a per-layer table",
                        description="Layers, output shapes, parameters and multiply-accumulates per image.")  # fmt: skip
@@ -198,6 +204,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub)
     add_report_parser(sub)
     add_summary_parser(sub)
+    add_recipes_parser(sub)
     return parser
 
 
@@ -274,14 +281,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     select_device(cfg.device)  # fail before anything is written
     data = get_data(args, allow_download=not args.no_download)
-    run = RunDir.create(args.run_dir or default_run_dir(cfg.recipe), overwrite=args.overwrite)
+    path = args.run_dir or default_run_dir(cfg.recipe)
+    run = RunDir.create(path, overwrite=args.overwrite) if is_main_process() else RunDir(path)
     fit(cfg, data, run, show_progress=not args.quiet)
     finish_run(args, run, data, cfg)
     return 0
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a plain single process: the one that writes and prints."""
+    from .distributed import from_environment
+
+    return from_environment().is_main
+
+
 def finish_run(args: argparse.Namespace, run, data: CIFAR10, cfg: TrainConfig) -> None:
-    if args.report:
+    if args.report and is_main_process():
         from .report import write_report
         from .train import select_device
 
@@ -311,7 +326,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         else:
             args.data_dir = Path(state["data_folder"])
     data = get_data(args, allow_download=not args.no_download)
-    run.write_config(cfg.to_dict(), select_device(cfg.device))
+    if is_main_process():
+        run.write_config(cfg.to_dict(), select_device(cfg.device))
     fit(cfg, data, run, resume=state, show_progress=not args.quiet)
     finish_run(args, run, data, cfg)
     return 0
@@ -426,6 +442,13 @@ def report_data(args: argparse.Namespace) -> CIFAR10 | None:
     return load_cifar10(data_dir)
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .config import recipes_table
+
+    print(recipes_table())
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from .summary import model_summary
 
@@ -437,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if is_main_process() else logging.WARNING)  # one voice under torchrun
     args = get_args_parser().parse_args(argv)
     try:
         return args.func(args)

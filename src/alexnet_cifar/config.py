@@ -161,3 +161,20 @@ def resolve_config(recipe: str = "seed", *overrides: dict[str, Any]) -> TrainCon
         merged.update(values)
     merged.pop("recipe", None)
     return dataclasses.replace(RECIPES[recipe], recipe=recipe, **merged)
+
+
+def recipes_table() -> str:
+    """Every field of every recipe, side by side; fields that differ from the seed recipe are starred."""
+    names = list(RECIPES)
+    seed = RECIPES["seed"].to_dict()
+    width = max(len(f.name) for f in fields(TrainConfig))
+    lines = [f"{'field':<{width}}  " + "".join(f"{n:>12}" for n in names)]
+    for f in fields(TrainConfig):
+        if f.name == "recipe":
+            continue
+        cells = []
+        for name in names:
+            value = getattr(RECIPES[name], f.name)
+            cells.append(f"{value!s:>11}" + ("*" if value != seed[f.name] else " "))
+        lines.append(f"{f.name:<{width}}  " + "".join(cells))
+    return "\n".join(lines)

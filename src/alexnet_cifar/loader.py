@@ -51,6 +51,8 @@ class DeviceLoader:
         seed: int = 0,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
             raise ValueError(f"need uint8 (N,C,H,W) images and N labels, got {tuple(images.shape)} {images.dtype}")
@@ -63,15 +65,25 @@ class DeviceLoader:
         self.augment = augment
         self.seed = seed
         self.channels_last = channels_last
+        # Several processes: each global batch of batch_size * world_size consecutive positions of the
+        # epoch's order is split into one slice per rank, so the processes together see what one
+        # process with the global batch would.
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Pick the epoch whose order and augmentation the next iteration draws."""
         self.epoch = epoch
 
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
     def __len__(self) -> int:
+        """Batches per epoch for this rank (the same on every rank)."""
         n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return n // self.global_batch if self.drop_last else -(-n // self.global_batch)
 
     def plan(self) -> EpochPlan:
         """This epoch's order and augmentation draws, made up front so any batch can be produced
@@ -97,8 +109,11 @@ class DeviceLoader:
     def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This epoch's batches from batch number `start` on."""
         plan = self.plan()
-        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            pos = slice(first, first + self.batch_size)
+        for i in range(start, len(self)):
+            first = i * self.global_batch + self.rank * self.batch_size
+            pos = slice(first, min(first + self.batch_size, len(self.labels)))
+            if pos.start >= pos.stop:  # a short last global batch can leave a rank nothing
+                continue
             idx = plan.order[pos]
             x = self.images[idx]
             if plan.shifts is not None:

@@ -25,6 +25,16 @@ class Meter:
         self.samples += n
         self.batches += 1
 
+    def all_reduce(self) -> Meter:
+        """Sum over all processes of a distributed run (no-op in a single process); returns self."""
+        from .distributed import all_reduce
+
+        counts = torch.tensor([self.samples, self.batches], dtype=torch.float64, device=self.sums.device)
+        all_reduce(self.sums)
+        all_reduce(counts)
+        self.samples, self.batches = (int(c) for c in counts.tolist())
+        return self
+
     def running_loss(self) -> float:
         """Mean loss so far (one read from the device)."""
         return self.sums[0].item() / max(1, self.samples)

@@ -86,8 +86,8 @@ class RunDir:
             writer.writeheader()
             writer.writerows(kept)
 
-    def write_config(self, config: dict[str, Any], device: torch.device) -> None:
-        info = {"config": config, "environment": environment(device)}
+    def write_config(self, config: dict[str, Any], device: torch.device, world_size: int = 1) -> None:
+        info = {"config": config, "environment": {**environment(device), "world_size": world_size}}
         with atomic_write(self.config, "w") as f:
             json.dump(info, f, indent=2)
             f.write("\n")

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +26,11 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import save_checkpoint, save_weights
 from .config import TrainConfig
 from .data import CIFAR10
+from .distributed import DistInfo
 from .ema import EMA
 from .errors import Interrupted, NonFiniteLoss, UsageError
 from .evaluate import evaluate
@@ -102,8 +105,11 @@ class Trainer:
     amp: bool
 
     def eval_model(self) -> nn.Module:
-        """The weights that are evaluated and kept: the moving average when there is one."""
-        return self.ema.model if self.ema is not None else self.step_model
+        """The weights that are evaluated and kept: the moving average when there is one (and never
+        the DDP wrapper, whose forward is for training)."""
+        if self.ema is not None:
+            return self.ema.model
+        return self.model if isinstance(self.step_model, nn.parallel.DistributedDataParallel) else self.step_model
 
     def final_model(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.model
@@ -122,26 +128,30 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
 
 
-def build_trainer(cfg: TrainConfig, device: torch.device, steps_per_epoch: int) -> Trainer:
+def build_trainer(cfg: TrainConfig, device: torch.device, steps_per_epoch: int, info: DistInfo = DistInfo()) -> Trainer:
     model = build_model(cfg, device)
     optimizer = build_optimizer(cfg, model)
     return Trainer(
-        model=model, step_model=runner(model, cfg), optimizer=optimizer,
+        model=model, step_model=runner(distributed.wrap(model, info, device), cfg), optimizer=optimizer,
         scheduler=build_scheduler(optimizer, cfg, steps_per_epoch),
         criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         ema=EMA(model, cfg.ema) if cfg.ema > 0 else None, amp=cfg.amp,
     )  # fmt: skip
 
 
-def make_loaders(cfg: TrainConfig, data: CIFAR10, device: torch.device) -> tuple[DeviceLoader, DeviceLoader]:
+def make_loaders(
+    cfg: TrainConfig, data: CIFAR10, device: torch.device, info: DistInfo = DistInfo()
+) -> tuple[DeviceLoader, DeviceLoader]:
+    shard = {"rank": info.rank, "world_size": info.world_size}
     train = DeviceLoader(
         data.train.images, data.train.labels, cfg.batch_size, shuffle=True,
         augment=Augment(cfg.crop_padding, cfg.flip), seed=cfg.seed, device=device,
-        channels_last=cfg.channels_last,
+        channels_last=cfg.channels_last, drop_last=info.enabled, **shard,  # ranks must step together
     )  # fmt: skip
     test = DeviceLoader(
-        data.test.images, data.test.labels, cfg.test_batch_size, device=device, channels_last=cfg.channels_last
-    )
+        data.test.images, data.test.labels, cfg.test_batch_size, device=device, channels_last=cfg.channels_last,
+        **shard,
+    )  # fmt: skip
     return train, test
 
 
@@ -183,7 +193,7 @@ def train_one_epoch(
     max_batches: int | None = None,
     start: int = 0,
     meter: Meter | None = None,
-    stop: StopOnSignal | None = None,
+    stop: Callable[[], bool] | None = None,
     bar: tqdm | None = None,
 ) -> Meter:
     """Train over the loader's epoch from batch `start`; returns the meter (its `.batches` says how
@@ -209,7 +219,7 @@ def train_one_epoch(
             bar.update(len(labels))
             if (i + 1) % POSTFIX_EVERY == 0:
                 bar.set_postfix(loss=f"{meter.running_loss():.3f}", refresh=False)
-        if i + 1 == end or (stop is not None and stop.requested):
+        if i + 1 == end or (stop is not None and stop()):
             break
     return meter
 
@@ -217,41 +227,58 @@ def train_one_epoch(
 def fit(
     cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | None = None, show_progress: bool = True
 ) -> list[EpochRecord]:
-    """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch."""
-    device = select_device(cfg.device)
+    """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch.
+    Under torchrun every rank calls this; only rank 0 writes into `run`."""
+    info = distributed.from_environment()
+    device = distributed.init(info, select_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_deterministic(cfg.deterministic)
-    if resume is None:
-        run.write_config(cfg.to_dict(), device)
-    handler = run.attach_log()
+    handler = None
+    if info.is_main:
+        if resume is None:
+            run.write_config(cfg.to_dict(), device, world_size=info.world_size)
+        handler = run.attach_log()
     try:
         with StopOnSignal() as stop:
-            return _fit(cfg, data, run, device, resume, stop, show_progress)
+            return _fit(cfg, data, run, device, resume, stop, show_progress and info.is_main, info)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        distributed.shutdown()
 
 
 def _fit(
     cfg: TrainConfig, data: CIFAR10, run: RunDir, device: torch.device, resume: dict[str, Any] | None,
-    stop: StopOnSignal, show_progress: bool,
+    stop: StopOnSignal, show_progress: bool, info: DistInfo,
 ) -> list[EpochRecord]:  # fmt: skip
-    train_loader, test_loader = make_loaders(cfg, data, device)
-    trainer = build_trainer(cfg, device, len(train_loader))
+    train_loader, test_loader = make_loaders(cfg, data, device, info)
+    trainer = build_trainer(cfg, device, len(train_loader), info)
     state = Progress()
     if resume is not None:
         trainer.load_state_dict(resume)
         state = Progress(**resume["progress"])
+        if not info.is_main:  # an interrupted epoch's partial sums were summed over ranks into rank 0's
+            state.meter = None
         set_rng_state(state.rng)
-        run.truncate_metrics(state.epoch)
+        if info.is_main:
+            run.truncate_metrics(state.epoch)
         log.info(f"resuming {run.path} at epoch {state.epoch}, batch {state.batch}")
     log.info(data.summary())
-    log.info(f"training recipe {cfg.recipe!r} on {device} for {cfg.epochs} epochs; run directory {run.path}")
+    where = f"{info.world_size} processes on {device.type}" if info.enabled else str(device)
+    log.info(f"training recipe {cfg.recipe!r} on {where} for {cfg.epochs} epochs; run directory {run.path}")
+    if info.enabled:
+        log.info(f"global batch {train_loader.global_batch} = {cfg.batch_size} per rank x {info.world_size} ranks")
+
+    def should_stop() -> bool:
+        return distributed.any_rank(stop.requested, device)
 
     data_folder = str(data.folder.resolve()) if data.folder is not None else None  # where --resume reads
 
     def checkpoint(path, meter: Meter | None = None) -> None:
+        if not info.is_main:
+            return
         state.meter = meter.state_dict() if meter is not None else None
         state.rng = rng_state()
         save_checkpoint(path, {**trainer.state_dict(), "config": cfg.to_dict(), "progress": vars(state),
@@ -265,17 +292,18 @@ def _fit(
         done_before = meter.batches
         with progress_bar(len(data.train), f"epoch {state.epoch}", show_progress) as bar:
             bar.update(meter.samples)
-            train = train_one_epoch(trainer, train_loader, start=state.batch, meter=meter, stop=stop, bar=bar)
+            train = train_one_epoch(trainer, train_loader, start=state.batch, meter=meter, stop=should_stop, bar=bar)
         state.step += train.batches - done_before
         if not train.finite():
             raise NonFiniteLoss(nonfinite_message(state.epoch, train.batches, trainer.optimizer, run))
         if train.batches < len(train_loader):  # stopped by a signal after this batch
             state.batch, state.seconds = train.batches, time.perf_counter() - start
-            checkpoint(run.last, train)
-            name = signal.Signals(stop.signum).name
+            checkpoint(run.last, train.all_reduce())
+            signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with the others
+            name = signal.Signals(signum).name
             raise Interrupted(
                 f"stopped by {name} at epoch {state.epoch}, batch {train.batches}; checkpoint {run.last} written; "
-                f"resume with: alexnet-cifar train --resume {run.path}", EXIT_CODES[stop.signum],
+                f"resume with: alexnet-cifar train --resume {run.path}", EXIT_CODES[signum],
             )  # fmt: skip
         record = finish_epoch(state.epoch, train, trainer, test_loader, cfg, start)
         log.info(record.lesson_line())
@@ -285,8 +313,13 @@ def _fit(
             state.best_acc = record.valid_acc
             checkpoint(run.best)
         checkpoint(run.last)  # before the metrics row, so a resumed run never repeats a row
-        run.append_metrics(record)
-    save_weights(run.weights, trainer.final_model())
+        if info.is_main:
+            run.append_metrics(record)
+    if info.enabled:
+        agree = distributed.weights_agree(trainer.model, device)
+        log.info(f"all {info.world_size} ranks hold identical weights: {'yes' if agree else 'NO'}")
+    if info.is_main:
+        save_weights(run.weights, trainer.final_model())
     if history:
         log.info(summarise(history))
     log.info(f"final weights: {run.weights}")
@@ -296,10 +329,10 @@ def _fit(
 def finish_epoch(
     epoch: int, train: Meter, trainer: Trainer, test_loader: DeviceLoader, cfg: TrainConfig, start: float
 ) -> EpochRecord:
-    train_loss, train_acc = train.result(cfg.lesson_metrics)  # the epoch's one host sync for training
+    train_loss, train_acc = train.all_reduce().result(cfg.lesson_metrics)  # the epoch's one host sync
     train_seconds = time.perf_counter() - start
     valid = evaluate(trainer.eval_model(), test_loader, trainer.criterion, amp=cfg.amp, tta=cfg.tta)
-    valid_loss, valid_acc = valid.result(cfg.lesson_metrics)
+    valid_loss, valid_acc = valid.all_reduce().result(cfg.lesson_metrics)
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss, valid_acc=valid_acc,
         lr=trainer.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start,

@@ -1,0 +1,89 @@
+"""Several processes under torchrun: DistributedDataParallel, nccl on CUDA and gloo on CPU.
+
+    torchrun --nproc_per_node=2 -m alexnet_cifar train --batch-size 64   # global batch 128
+
+Each rank trains on its own slice of every global batch (batch_size x world_size images of the
+epoch's shared permutation); DDP averages the gradients, so a step equals one process's step on
+the global batch. Metrics are summed over ranks; only rank 0 prints and writes files. Without
+torchrun's environment nothing here is used and training is single-process as before.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_environment() -> DistInfo:
+    """The process's place in a torchrun job (rank 0 of 1 when not launched by torchrun)."""
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init(info: DistInfo, device: torch.device) -> torch.device:
+    """Join the process group (once); on CUDA each rank takes the GPU of its local rank."""
+    if not info.enabled:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def wrap(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    if not info.enabled:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
+    """In place over all ranks; nothing to do in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=op)
+    return tensor
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any: ranks must agree to stop at the same batch."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    return bool(all_reduce(torch.tensor([int(flag)], device=device), dist.ReduceOp.MAX).item())
+
+
+def weights_agree(model: nn.Module, device: torch.device) -> bool:
+    """Whether every rank holds the same weights (min and max of a checksum over ranks)."""
+    total = sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(model.parameters()))
+    low, high = total.clone().reshape(1).to(device), total.clone().reshape(1).to(device)
+    all_reduce(low, dist.ReduceOp.MIN)
+    all_reduce(high, dist.ReduceOp.MAX)
+    return bool(low.item() == high.item())
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

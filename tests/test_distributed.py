@@ -1,0 +1,73 @@
+"""Two CPU processes under torchrun (gloo, loopback rendezvous) against one process with the same
+global batch: the same weights within float tolerance, identical on both ranks, files from rank 0 only."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import write_fake_cifar
+
+COMMON = ["--lr", "0.05", "--device", "cpu", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_fake_cifar(tmp_path_factory.mktemp("ddp") / "data", per_batch=64, n_test=50)  # 320 = 10 x 32
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "alexnet_cifar", "train", *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def single(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "alexnet_cifar", "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def max_difference(a: Path, b: Path) -> float:
+    wa, wb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
+    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+
+def test_two_processes_match_one_with_the_global_batch(data_dir, tmp_path):
+    two = torchrun("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "2",
+                   "--batch-size", "16", *COMMON)  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    one = single("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2",
+                 "--batch-size", "32", *COMMON)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert "all 2 ranks hold identical weights: yes" in two.stdout
+    assert "global batch 32 = 16 per rank x 2 ranks" in two.stdout
+    assert two.stdout.count("Epoch 0.") == 1 and two.stdout.count("Epoch 1.") == 1  # rank 0 alone prints
+    log = (tmp_path / "two" / "train.log").read_text()
+    assert log.count("Epoch 0.") == 1 and log.count("Epoch 1.") == 1  # and alone writes
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert len((tmp_path / "two" / "metrics.csv").read_text().splitlines()) == 3
+    assert max_difference(tmp_path / "one", tmp_path / "two") < 1e-5
+    # the printed metrics cover the whole dataset, so they equal the single process's
+    assert epoch_numbers(two.stdout) == pytest.approx(epoch_numbers(one.stdout), abs=2e-6)
+
+
+def epoch_numbers(out: str) -> list[float]:
+    """Loss and accuracy values of the lesson lines."""
+    lines = [line.rsplit(", Time", 1)[0] for line in out.splitlines() if line.startswith("Epoch")]
+    return [float(part.split(": ")[1]) for line in lines for part in line.split(", ")]
+
+
+def test_distributed_resume_extends_like_a_single_run(data_dir, tmp_path):
+    first = torchrun("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "1",
+                     "--batch-size", "16", *COMMON)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alexnet_cifar",
+           "train", "--resume", str(tmp_path / "two"), "--epochs", "2"]  # fmt: skip
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    one = single("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2",
+                 "--batch-size", "32", *COMMON)  # fmt: skip
+    assert one.returncode == 0
+    assert max_difference(tmp_path / "one", tmp_path / "two") < 1e-5

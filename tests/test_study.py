@@ -1,0 +1,34 @@
+import pytest
+
+from alexnet_cifar.cli import main
+from alexnet_cifar.config import RECIPES, recipes_table
+from alexnet_cifar.metrics import EpochRecord
+from alexnet_cifar.study import SeedResult, summary_table
+
+
+def history(accs, seconds=10.0):
+    return [EpochRecord(i, 1.0, 0.5, 1.0, a, 0.1, seconds, 1000.0) for i, a in enumerate(accs)]
+
+
+def test_seed_result_times_the_first_epoch_at_70_percent():
+    r = SeedResult.from_history(3, history([0.5, 0.69, 0.71, 0.65, 0.72], seconds=10.0))
+    assert (r.seed, r.last, r.peak, r.peak_epoch) == (3, 0.72, 0.72, 4)
+    assert r.epochs_to_target == 3 and r.seconds_to_target == pytest.approx(30.0)
+    assert SeedResult.from_history(0, history([0.5, 0.6])).seconds_to_target is None
+
+
+def test_summary_table_mean_and_spread():
+    results = [
+        SeedResult.from_history(s, history(accs)) for s, accs in enumerate([[0.6, 0.8], [0.7, 0.82], [0.5, 0.84]])
+    ]
+    table = summary_table("best", results)
+    assert "| mean | 0.8200 ± 0.0200 |" in table
+    assert "20.0 (slowest seed)" in table and table.count("\n") == 5
+
+
+def test_recipes_are_valid_and_listed(capsys):
+    assert set(RECIPES) == {"seed", "fast", "best"}
+    assert RECIPES["best"].epochs <= 60 and RECIPES["fast"].recipe == "fast"
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert out == recipes_table() + "\n" and "nesterov" in out and "True*" in out
