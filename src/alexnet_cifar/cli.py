@@ -187,6 +187,16 @@ def add_recipes_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_recipes)
 
 
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, verified with onnxruntime",
+                       description="Write an ONNX model with a dynamic batch axis and check onnxruntime's "
+                                   "outputs against PyTorch's on test images (needs the [onnx] extra).")  # fmt: skip
+    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+    p.add_argument("-o", "--output", type=Path, default=Path("alexnet.onnx"), help="ONNX file (default: alexnet.onnx)")
+    add_data_args(p)
+    p.set_defaults(func=cmd_export)
+
+
 def add_summary_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="the model as the lesson prints it, then a per-layer table",
                        description="Layers, output shapes, parameters and multiply-accumulates per image.")  # fmt: skip
@@ -205,6 +215,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_summary_parser(sub)
     add_recipes_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -368,9 +379,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def load_for_inference(args: argparse.Namespace):
+    """A checkpoint or plain state_dict as a PyTorch model, or an .onnx file run by onnxruntime."""
+    import torch
+
     from .checkpoint import load_model
     from .train import select_device
 
+    if args.checkpoint.suffix == ".onnx":
+        from .export import OnnxModel
+
+        return OnnxModel(args.checkpoint), {}, torch.device("cpu")
     device = select_device(args.device)
     model, state = load_model(args.checkpoint, device)
     return model, state, device
@@ -446,6 +464,26 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     from .config import recipes_table
 
     print(recipes_table())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_cifar10, missing_files, resolve_data_dir
+    from .export import TOLERANCE, export_onnx, verify
+    from .loader import PIXEL_SCALE, PIXEL_SHIFT
+
+    export_onnx(args.checkpoint, args.output)
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir.is_dir() and not missing_files(data_dir):
+        images, source = load_cifar10(data_dir).test.images[:256], f"256 test images from {data_dir}"
+    else:
+        images, source = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8), "256 random images"
+    diff = verify(args.checkpoint, args.output, images.float() * PIXEL_SCALE + PIXEL_SHIFT)
+    if diff > TOLERANCE:
+        raise UserError(f"onnxruntime differs from PyTorch by {diff:.2e} > {TOLERANCE:g}; {args.output} is not usable")
+    log.info(f"exported {args.output}; onnxruntime matches PyTorch on {source} (max |diff| {diff:.1e})")
     return 0
 
 

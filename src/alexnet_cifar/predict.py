@@ -86,7 +86,7 @@ def predict_files(
     model: nn.Module, paths: Sequence[Path], classes: Sequence[str], topk: int = 3, batch_size: int = 256
 ) -> list[Prediction]:
     """Top-k classes per file; unreadable files get an error and do not stop the others."""
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.zeros(0)).device  # an ONNX model has none: the CPU
     read = [(path, *read_image(path)) for path in paths]
     good = [(path, image) for path, image, _ in read if image is not None]
     probs: dict[Path, torch.Tensor] = {}
