@@ -27,3 +27,8 @@ echo "== the lesson's recipe, 20 epochs, default settings"
 
 echo "== the lesson's recipe, 20 epochs, compiled with bf16 autocast"
 "$PY" -m alexnet_cifar train --device cuda "${source[@]}" --no-download --compile --amp --run-dir "$out/seed-fast"
+
+echo "== DistributedDataParallel over every GPU of this machine (nccl), the lesson's recipe, 2 epochs"
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+"$PY" -m torch.distributed.run --standalone --nproc_per_node="${gpus:-1}" -m alexnet_cifar train --device cuda \
+  "${source[@]}" --no-download --epochs 2 --quiet --run-dir "$out/ddp"

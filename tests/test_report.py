@@ -109,3 +109,24 @@ def test_progress_bar_shows_on_a_terminal(tmp_path, fake_root):
         outputs.append(b"".join(chunks).decode(errors="replace"))
     assert "img/s" in outputs[0] and "epoch 0" in outputs[0]
     assert "img/s" not in outputs[1] and "Epoch 0." in outputs[1]
+
+
+def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
+    """The documented screenshot script renders the report (skipped where Chromium is absent)."""
+    import shutil
+    from pathlib import Path
+
+    import pytest
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    run = trained_run(tmp_path, fake_root, epochs=1)
+    assert main(["report", str(run.path), "--data-dir", str(fake_root)]) == 0
+    script = Path(__file__).parents[1] / "scripts" / "screenshot_report.sh"
+    env = {**os.environ, "WINDOW": "900,1200"}
+    done = subprocess.run(["bash", str(script), str(run.path), str(tmp_path / "shot.png")], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shot = Image.open(tmp_path / "shot.png")
+    assert shot.size == (900, 1200)
+    assert len(set(shot.convert("L").getdata())) > 50  # a rendered page, not a blank one
