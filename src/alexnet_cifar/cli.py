@@ -1,7 +1,11 @@
 """Command line: parse arguments, then call library functions. No training logic lives here.
 
-alexnet-cifar train [--recipe seed] [--epochs N] [--data-dir DIR] ...
-alexnet-cifar download [--data-dir DIR]
+    alexnet-cifar train [--recipe seed|fast|best] [--epochs N] [--data-dir DIR] ...
+    alexnet-cifar train --resume RUN_DIR
+    alexnet-cifar evaluate | predict | report | export | summary | recipes | download | bench
+
+Errors the user can fix (UserError) print as one line and exit 1, usage errors 2; an interrupted
+run exits 130 (SIGINT) or 143 (SIGTERM) after writing its checkpoint.
 """
 
 from __future__ import annotations
