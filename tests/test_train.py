@@ -37,6 +37,18 @@ def test_fit_writes_the_run_directory(tmp_path):
     assert torch.load(run.last, weights_only=True)["progress"]["epoch"] == 2
 
 
+def test_tensorboard_events_hold_the_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history, run = run_fit(tmp_path)
+    events = EventAccumulator(str(run.tensorboard_dir))
+    events.Reload()
+    assert {"train_loss", "valid_acc", "lr", "images_per_s"} <= set(events.Tags()["scalars"])
+    accs = [e.value for e in events.Scalars("valid_acc")]
+    assert accs == pytest.approx([r.valid_acc for r in history])
+
+
 def test_fake_data_is_learned(tmp_path):
     history, _ = run_fit(tmp_path, epochs=4)
     assert history[-1].train_loss < history[0].train_loss

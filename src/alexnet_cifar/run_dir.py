@@ -42,6 +42,8 @@ class RunDir:
         self.last = path / "last.pt"
         self.best = path / "best.pt"
         self.weights = path / "model.pt"
+        self.tensorboard_dir = path / "tensorboard"
+        self._writer = None
 
     @classmethod
     def create(cls, path: Path, overwrite: bool = False) -> RunDir:
@@ -100,6 +102,25 @@ class RunDir:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self._tensorboard(record)
+
+    def _tensorboard(self, record: EpochRecord) -> None:
+        """The same numbers as TensorBoard scalars, when the optional `tensorboard` package is installed."""
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the [tensorboard] extra is not installed: the CSV is the record
+                return
+            self._writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
+        for key, value in record.to_row().items():
+            if key != "epoch":
+                self._writer.add_scalar(key, value, record.epoch)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def attach_log(self) -> logging.Handler:
         """Copy every logged line into train.log; the caller removes the handler when done."""

@@ -248,6 +248,7 @@ def fit(
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+        run.close()
         distributed.shutdown()
 
 
