@@ -15,6 +15,12 @@ from .loader import DeviceLoader
 from .metrics import Meter
 
 
+def classify(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """Logits; with `tta`, the mean of the logits of each image and its horizontal mirror."""
+    logits = model(images)
+    return (logits + model(images.flip(3))) / 2 if tta else logits
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, loader: DeviceLoader, criterion: nn.Module, *, amp: bool = False, tta: bool = False,
@@ -24,9 +30,7 @@ def evaluate(
     meter = Meter(loader.device)
     for images, labels in itertools.islice(loader, max_batches):
         with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(images)
-            if tta:  # the mean of the logits of each image and its mirror
-                logits = (logits + model(images.flip(3))) / 2
+            logits = classify(model, images, tta)
         meter.update(criterion(logits.float(), labels), logits, labels)
     return meter
 
@@ -42,9 +46,7 @@ def predict_logits(
     for images, labels in tqdm(
         loader, desc="evaluate", unit="batch", leave=False, disable=None if show_progress else True
     ):
-        logits = model(images).float()
-        if tta:
-            logits = (logits + model(images.flip(3)).float()) / 2
+        logits = classify(model, images, tta).float()
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
     return torch.cat(all_logits), torch.cat(all_labels)
