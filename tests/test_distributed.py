@@ -37,7 +37,7 @@ def max_difference(a: Path, b: Path) -> float:
 def test_two_processes_match_one_with_the_global_batch(data_dir, tmp_path):
     two = torchrun("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "2",
                    "--batch-size", "16", *COMMON)  # fmt: skip
-    assert two.returncode == 0, two.stderr
+    assert two.returncode == 0, two.stdout + two.stderr
     one = single("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2",
                  "--batch-size", "32", *COMMON)  # fmt: skip
     assert one.returncode == 0, one.stderr
@@ -62,11 +62,11 @@ def epoch_numbers(out: str) -> list[float]:
 def test_distributed_resume_extends_like_a_single_run(data_dir, tmp_path):
     first = torchrun("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "1",
                      "--batch-size", "16", *COMMON)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 0, first.stdout + first.stderr
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alexnet_cifar",
            "train", "--resume", str(tmp_path / "two"), "--epochs", "2"]  # fmt: skip
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     one = single("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2",
                  "--batch-size", "32", *COMMON)  # fmt: skip
     assert one.returncode == 0

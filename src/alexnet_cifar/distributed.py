@@ -51,6 +51,7 @@ def init(info: DistInfo, device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.barrier()  # creating the group is not a sync point: no rank may race ahead of a peer's connect
     return device
 
 
@@ -84,6 +85,12 @@ def weights_agree(model: nn.Module, device: torch.device) -> bool:
     return bool(low.item() == high.item())
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(clean: bool = True) -> None:
+    """Leave the group. After a clean finish the ranks first meet at a barrier, so none closes its
+    connections while a peer still works (rank 0 saving files): gloo can abort a process whose peer
+    hangs up early. After an error a peer may never arrive, so then each rank just leaves."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()

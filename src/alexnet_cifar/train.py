@@ -241,15 +241,21 @@ def fit(
         if resume is None:
             run.write_config(cfg.to_dict(), device, world_size=info.world_size)
         handler = run.attach_log()
+    clean = False  # whether every rank leaves at the same point (a finish, or a stop they agreed on)
     try:
         with StopOnSignal() as stop:
-            return _fit(cfg, data, run, device, resume, stop, show_progress and info.is_main, info)
+            history = _fit(cfg, data, run, device, resume, stop, show_progress and info.is_main, info)
+        clean = True
+        return history
+    except Interrupted:
+        clean = True
+        raise
     finally:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
         run.close()
-        distributed.shutdown()
+        distributed.shutdown(clean)
 
 
 def _fit(
