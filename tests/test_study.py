@@ -1,9 +1,12 @@
+import dataclasses
+import itertools
+
 import pytest
 
 from alexnet_cifar.cli import main
 from alexnet_cifar.config import RECIPES, recipes_table
 from alexnet_cifar.metrics import EpochRecord
-from alexnet_cifar.study import SeedResult, summary_table
+from alexnet_cifar.study import LADDER, SeedResult, ladder_configs, ladder_table, summary_table
 
 
 def history(accs, seconds=10.0):
@@ -32,3 +35,25 @@ def test_recipes_are_valid_and_listed(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert out == recipes_table() + "\n" and "nesterov" in out and "True*" in out
+
+
+def test_ladder_climbs_from_seed_to_best_one_change_per_rung():
+    rungs = [cfg for _, cfg in ladder_configs(seed=0)]
+    assert rungs[0] == RECIPES["seed"]
+    assert dataclasses.replace(rungs[-1], recipe="best") == RECIPES["best"]
+    for below, above in itertools.pairwise(rungs):
+        changed = {k for k, v in above.to_dict().items() if v != below.to_dict()[k]}
+        assert changed and changed <= {"amp", "schedule", "warmup_epochs", "momentum", "nesterov", "lr",
+                                       "weight_decay", "label_smoothing", "crop_padding", "flip", "tta",
+                                       "test_batch_size", "epochs"}  # fmt: skip
+    assert len(rungs) == len(LADDER)
+    assert all(cfg.seed == 4 for _, cfg in ladder_configs(seed=4))
+
+
+def test_ladder_table_shows_each_rungs_gain():
+    rows = [("0. seed", SeedResult.from_history(0, history([0.6, 0.7]))),
+            ("1. + more", SeedResult.from_history(0, history([0.7, 0.75, 0.7525])))]  # fmt: skip
+    table = ladder_table(rows)
+    lines = table.splitlines()
+    assert lines[2].startswith("| 0. seed | 2 | 0.7000 |  | 0.7000 (1) | 20 | 10.0 | 20 |")
+    assert lines[3].startswith("| 1. + more | 3 | 0.7525 | +5.25 | 0.7525 (2) | 10 | 10.0 | 30 |")

@@ -35,6 +35,7 @@ def test_fit_writes_the_run_directory(tmp_path):
     assert sum(line.startswith("Epoch ") for line in log_lines) == 2
     AlexNet().load_state_dict(torch.load(run.weights, weights_only=True))
     assert torch.load(run.last, weights_only=True)["progress"]["epoch"] == 2
+    assert run.history() == history and RunDir(tmp_path / "none").history() == []
 
 
 def test_tensorboard_events_hold_the_metrics(tmp_path):

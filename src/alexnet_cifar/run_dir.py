@@ -88,6 +88,14 @@ class RunDir:
             writer.writeheader()
             writer.writerows(kept)
 
+    def history(self) -> list[EpochRecord]:
+        """The epochs recorded in metrics.csv so far (none when there is no file yet)."""
+        if not self.metrics.exists():
+            return []
+        with open(self.metrics, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return [EpochRecord(**{k: int(v) if k == "epoch" else float(v) for k, v in r.items()}) for r in rows]
+
     def write_config(self, config: dict[str, Any], device: torch.device, world_size: int = 1) -> None:
         info = {"config": config, "environment": {**environment(device), "world_size": world_size}}
         with atomic_write(self.config, "w") as f:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from .config import TrainConfig, resolve_config
 from .metrics import EpochRecord
 
 TARGET = 0.70  # the lesson's accuracy, which every recipe is timed against
@@ -21,6 +23,7 @@ class SeedResult:
     epochs_to_target: int | None  # epochs run when test accuracy first reached TARGET (None: never)
     seconds_to_target: float | None  # wall seconds of training and evaluation until then
     seconds_per_epoch: float
+    epochs: int = 0  # epochs run
 
     @classmethod
     def from_history(cls, seed: int, history: Sequence[EpochRecord]) -> SeedResult:
@@ -31,7 +34,7 @@ class SeedResult:
             seed=seed, last=history[-1].valid_acc, peak=peak.valid_acc, peak_epoch=peak.epoch,
             epochs_to_target=None if hit is None else hit + 1,
             seconds_to_target=None if hit is None else sum(seconds[: hit + 1]),
-            seconds_per_epoch=statistics.mean(seconds),
+            seconds_per_epoch=statistics.mean(seconds), epochs=len(history),
         )  # fmt: skip
 
 
@@ -53,4 +56,45 @@ def summary_table(recipe: str, results: Sequence[SeedResult]) -> str:
     peak = statistics.mean(r.peak for r in results)
     per_epoch = statistics.mean(r.seconds_per_epoch for r in results)
     lines.append(f"| mean | {statistics.mean(lasts):.4f} ± {spread:.4f} | {peak:.4f} | | {worst} | {per_epoch:.1f} |")
+    return "\n".join(lines)
+
+
+# The ablation ladder: from the lesson to the `best` recipe, one technique per rung, each rung
+# keeping everything above it. Rungs run the lesson's 20 epochs; the last one stretches to 60.
+LADDER: list[tuple[str, dict[str, Any]]] = [
+    ("seed: the lesson (plain SGD lr 0.1, float32)", {}),
+    ("+ bf16 autocast", {"amp": True}),
+    ("+ one-cycle lr: 1 epoch linear warm-up, linear decay to 0", {"schedule": "linear", "warmup_epochs": 1.0}),
+    ("+ Nesterov momentum 0.9 (lr 0.05)", {"momentum": 0.9, "nesterov": True, "lr": 0.05}),
+    ("+ weight decay 5e-4 on weights", {"weight_decay": 5e-4}),
+    ("+ label smoothing 0.1", {"label_smoothing": 0.1}),
+    ("+ random crop (pad 4) and flip", {"crop_padding": 4, "flip": True}),
+    ("+ flip test-time augmentation", {"tta": True, "test_batch_size": 256}),
+    ("+ 60 epochs = `best`", {"epochs": 60}),
+]
+
+
+def ladder_configs(seed: int = 0) -> list[tuple[str, TrainConfig]]:
+    """Each rung's resolved config: the seed recipe with the overrides of every rung so far."""
+    merged: dict[str, Any] = {"seed": seed}
+    rungs = []
+    for label, overrides in LADDER:
+        merged.update(overrides)
+        rungs.append((label, resolve_config("seed", merged)))
+    return rungs
+
+
+def ladder_table(rows: Sequence[tuple[str, SeedResult]]) -> str:
+    """A markdown table: one rung per row, its gain over the rung above, and its time."""
+    lines = [
+        "| rung | epochs | last acc | gain | peak acc (epoch) | seconds to 70% | s/epoch | total s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    previous = None
+    for label, r in rows:
+        gain = "" if previous is None else f"{100 * (r.last - previous):+.2f}"
+        to_seconds = "never" if r.seconds_to_target is None else f"{r.seconds_to_target:.0f}"
+        lines.append(f"| {label} | {r.epochs} | {r.last:.4f} | {gain} | {r.peak:.4f} ({r.peak_epoch}) | {to_seconds} "
+                     f"| {r.seconds_per_epoch:.1f} | {r.seconds_per_epoch * r.epochs:.0f} |")  # fmt: skip
+        previous = r.last
     return "\n".join(lines)
