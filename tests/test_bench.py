@@ -2,7 +2,7 @@
 
 import torch
 
-from alexnet_cifar.bench import run_benchmark
+from alexnet_cifar.bench import BenchResult, Timing, run_benchmark
 from alexnet_cifar.cli import main
 from alexnet_cifar.data import load_cifar10
 from alexnet_cifar.flops import macs_per_layer, training_flops_per_image
@@ -19,6 +19,21 @@ def test_benchmark_smoke(fake_root):
     assert result.epoch_seconds["the seed recipe"] > 0 and result.matmul_gflops["float32"] > 0
     report = result.report()
     assert "b/a" in report and "of the float32 matmul rate" in report and "one epoch of the seed recipe" in report
+
+
+def test_report_ratios_and_ceiling_by_hand():
+    result = BenchResult(
+        train=[Timing("a", [1000.0, 900, 1100]), Timing("b", [1500.0]), Timing("c", [3000.0])],
+        evals=[Timing("a", [2000.0]), Timing("b", [5000.0]), Timing("c", [8000.0])],
+        matmul_gflops={"float32": 200.0, "bfloat16": 400.0}, flops_per_image=100_000_000,
+        best_settings={"amp": True}, device="cpu", threads=2,
+    )  # fmt: skip
+    report = result.report()
+    assert "b/a 1.50, c/a 3.00" in report and "ours/lesson 2.50, best/lesson 4.00" in report
+    assert "(b) reaches 75% of the float32 matmul rate, (c) 75% of the bfloat16 one" in report
+    # 200 GFLOP/s over 0.1 GFLOP per image = 2000 img/s at most, twice the lesson's 1000
+    assert "ceiling at 100% of the float32 matmul rate: 2.00x" in report
+    assert "ceiling at 100% of the bfloat16 matmul rate: 4.00x" in report
 
 
 def test_bench_cli(fake_root, capsys):

@@ -188,6 +188,11 @@ class BenchResult:
     def roofline_fraction(self, i: int, dtype: str) -> float:
         return self.train[i].median * self.flops_per_image / (self.matmul_gflops[dtype] * 1e9)
 
+    def ceiling(self, dtype: str = "float32") -> float:
+        """The highest ratio over (a) any pipeline could reach doing the network's arithmetic in
+        `dtype` at the full matmul rate: what b/a (float32) or c/a (bfloat16) is bounded by."""
+        return self.matmul_gflops[dtype] * 1e9 / self.flops_per_image / self.train[0].median
+
     def report(self) -> str:
         header = f"{'median img/s':>12}   {'min - max':>19}"
         lines = [f"device {self.device}, {self.threads} threads; (c) settings {self.best_settings}",
@@ -205,6 +210,8 @@ class BenchResult:
             f"{self.roofline_fraction(1, 'float32'):.0%} of the float32 matmul rate, (c) "
             f"{self.roofline_fraction(2, c_dtype):.0%} of the {c_dtype} one"
         )
+        lines += [f"ceiling at 100% of the {dtype} matmul rate: {self.ceiling(dtype):.2f}x the lesson's loop"
+                  for dtype in self.matmul_gflops]  # fmt: skip
         lesson = self.lesson_epoch_seconds()
         for name, seconds in self.epoch_seconds.items():
             lines.append(f"one epoch of {name} through train: {seconds:.1f} s; the lesson's loop at the rates above: "
