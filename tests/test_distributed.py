@@ -1,8 +1,11 @@
 """Two CPU processes under torchrun (gloo, loopback rendezvous) against one process with the same
 global batch: the same weights within float tolerance, identical on both ranks, files from rank 0 only."""
 
+import csv
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,37 @@ def test_distributed_resume_extends_like_a_single_run(data_dir, tmp_path):
                  "--batch-size", "32", *COMMON)  # fmt: skip
     assert one.returncode == 0
     assert max_difference(tmp_path / "one", tmp_path / "two") < 1e-5
+
+
+def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(tmp_path_factory, tmp_path):
+    """torchrun passes SIGTERM to its workers; the ranks agree on a batch, rank 0 writes the
+    checkpoint, all leave the group together, and the resumed run ends as an unbroken one does."""
+    data = write_fake_cifar(tmp_path_factory.mktemp("ddp-signal") / "data", per_batch=384, n_test=50)  # 60 x 32
+    args = ["--data-dir", str(data), "--epochs", "4", *COMMON]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "alexnet_cifar", "train", "--run-dir", str(tmp_path / "two"), "--batch-size", "16", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "two" / "last.pt").exists():  # epoch 0 is done
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert "stopped by SIGTERM" in out + err and "terminate called" not in err, out + err
+    progress = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["progress"]
+    assert (progress["epoch"], progress["batch"]) < (4, 0), "the run finished before the signal"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alexnet_cifar",
+           "train", "--resume", str(tmp_path / "two")]  # fmt: skip
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    whole = torchrun("--run-dir", str(tmp_path / "whole"), "--batch-size", "16", *args)  # never interrupted
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert max_difference(tmp_path / "whole", tmp_path / "two") == 0
+    # the interrupted epoch's metrics merge the partial sums saved at the signal with the rest
+    assert metrics(tmp_path / "two") == pytest.approx(metrics(tmp_path / "whole"), abs=1e-9)
+
+
+def metrics(run: Path) -> list[float]:
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [float(r[k]) for r in rows for k in ("train_loss", "train_acc", "valid_loss", "valid_acc")]

@@ -303,6 +303,7 @@ def _fit(
         start = time.perf_counter() - state.seconds
         train_loader.set_epoch(state.epoch)
         meter = Meter.from_state(state.meter, device)
+        meter.batches = state.batch  # this rank's place in the epoch (a saved count is summed over ranks)
         done_before = meter.batches
         with progress_bar(len(data.train), f"epoch {state.epoch}", show_progress) as bar:
             bar.update(meter.samples)
