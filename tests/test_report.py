@@ -7,6 +7,7 @@ import sys
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from alexnet_cifar.cli import main
@@ -131,3 +132,14 @@ def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
     shot = Image.open(tmp_path / "shot.png")
     assert shot.size == (900, 1200)
     assert len(np.unique(np.asarray(shot.convert("L")))) > 50  # a rendered page, not a blank one
+
+
+def test_read_metrics_names_a_missing_or_empty_file(tmp_path):
+    from alexnet_cifar.errors import UserError
+    from alexnet_cifar.report import read_metrics
+
+    with pytest.raises(UserError, match="metrics.csv is missing; pass a run directory"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.csv").write_text("epoch,train_loss,train_acc,valid_loss,valid_acc,lr,seconds,images_per_s\n")
+    with pytest.raises(UserError, match="has no epochs yet"):
+        read_metrics(tmp_path)

@@ -100,3 +100,12 @@ def test_real_data_seed_epoch_beats_30_percent_and_fast_beats_seed(real_root, tm
     fast = fit(resolve_config("fast"), data, RunDir.create(tmp_path / "fast"), show_progress=False)
     assert seed[0].valid_acc > 0.30
     assert fast[0].valid_acc > seed[0].valid_acc
+
+
+def test_truncate_metrics_drops_epochs_a_resume_trains_again(tmp_path):
+    history, run = run_fit(tmp_path)
+    before = run.metrics.read_text()
+    run.truncate_metrics(2)  # nothing to drop
+    assert run.metrics.read_text() == before
+    run.truncate_metrics(1)
+    assert run.history() == history[:1] and run.metrics.read_text() == "".join(before.splitlines(True)[:2])

@@ -8,10 +8,10 @@ config and environment, as PNGs and one self-contained report.html.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,21 @@ from .errors import UserError
 from .evaluate import ClassificationReport, classification_report, predict_logits
 from .lesson import LESSON_HISTORY
 from .loader import DeviceLoader
+from .metrics import EpochRecord
+from .run_dir import RunDir
 
 WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
 
 
-def read_metrics(path: Path) -> dict[str, list[float]]:
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
-        raise UserError(f"{path} is missing; pass a run directory written by alexnet-cifar train") from None
-    if not rows:
-        raise UserError(f"{path} has no epochs yet; train at least one epoch first")
-    return {key: [float(r[key]) for r in rows] for key in rows[0]}
+def read_metrics(run_dir: Path) -> dict[str, list[float]]:
+    """metrics.csv as one list per column."""
+    run = RunDir(run_dir)
+    if not run.metrics.is_file():
+        raise UserError(f"{run.metrics} is missing; pass a run directory written by alexnet-cifar train")
+    history = run.history()
+    if not history:
+        raise UserError(f"{run.metrics} has no epochs yet; train at least one epoch first")
+    return {f.name: [float(getattr(r, f.name)) for r in history] for f in fields(EpochRecord)}
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -134,7 +136,7 @@ def testset_figures(
 
 def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> Path:
     """Write the PNGs and report.html into `run_dir`; returns the HTML file's path."""
-    metrics = read_metrics(run_dir / "metrics.csv")
+    metrics = read_metrics(run_dir)
     info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     figures = {"curves.png": plot_curves(metrics)}
     report = None

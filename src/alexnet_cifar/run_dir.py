@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +77,14 @@ class RunDir:
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Drop rows of epochs a resumed run will train again (written after its last checkpoint)."""
-        if not self.metrics.exists():
-            return
-        with open(self.metrics, newline="") as f:
-            rows = list(csv.DictReader(f))
-        kept = [r for r in rows if int(r["epoch"]) < epochs_done]
-        if len(kept) == len(rows):
+        history = self.history()
+        kept = [r for r in history if r.epoch < epochs_done]
+        if len(kept) == len(history):
             return
         with atomic_write(self.metrics, "w") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(EpochRecord)])
             writer.writeheader()
-            writer.writerows(kept)
+            writer.writerows(r.to_row() for r in kept)
 
     def history(self) -> list[EpochRecord]:
         """The epochs recorded in metrics.csv so far (none when there is no file yet)."""
