@@ -54,3 +54,29 @@ def real_root() -> Path:
     if not root:
         pytest.skip("CIFAR10_ROOT is not set: real CIFAR-10 checks skipped")
     return Path(root)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """The real CLI in this process (no torch import per call): (exit status, stdout, stderr)."""
+    from alexnet_cifar.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage errors and --help
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str, status: int | None = None) -> str:
+    """A non-zero exit with exactly one line on stderr, no traceback, holding every word."""
+    lines = err.strip().splitlines()
+    assert code != 0 and (status is None or code == status), (code, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+TINY = ("--epochs", "1", "--batch-size", "16", "--lr", "0.02", "--device", "cpu", "--threads", "1", "--quiet")

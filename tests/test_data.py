@@ -115,3 +115,13 @@ def test_real_cifar10(real_root):
     assert data.train.labels[0] == 6 and data.train.images[0, :, 0, 0].tolist() == [59, 62, 63]
     assert data.test.labels[0] == 3 and data.test.images[0, :, 0, 0].tolist() == [158, 112, 49]
     assert data.classes == CLASSES
+
+
+def test_class_name_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    root = write_fake_cifar(tmp_path, bytes_keys=True)
+    meta = root / "cifar-10-batches-py" / "batches.meta"
+    names = [c.encode() for c in CLASSES[:9]] + [b"\xff\xfetruck"]
+    meta.write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 3072}))
+    with pytest.raises(DataError, match=r"batches.meta: class name b'\\xff\\xfetruck' is not UTF-8 text") as info:
+        load_cifar10(root)
+    assert "alexnet-cifar download" in str(info.value) and "\n" not in str(info.value)

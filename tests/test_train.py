@@ -80,18 +80,6 @@ def test_unavailable_device_is_a_usage_error():
             select_device("cuda")
 
 
-def test_existing_run_dir_is_not_overwritten(tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "model.pt").write_bytes(b"precious")
-    from alexnet_cifar.errors import UserError
-
-    with pytest.raises(UserError, match="already exists.*--overwrite"):
-        RunDir.create(tmp_path / "run")
-    assert (tmp_path / "run" / "model.pt").read_bytes() == b"precious"
-    RunDir.create(tmp_path / "run", overwrite=True)
-    assert not (tmp_path / "run" / "model.pt").exists()
-
-
 @pytest.mark.slow
 def test_real_data_seed_epoch_beats_30_percent_and_fast_beats_seed(real_root, tmp_path):
     """The core acceptance check, and the fast recipe's first epoch against the lesson's (about 70 s)."""

@@ -14,13 +14,16 @@ import argparse
 import json
 import logging
 import math
+import os
+import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .config import DEVICES, RECIPES, TrainConfig, read_config_file, resolve_config
-from .errors import Interrupted, UsageError, UserError
+from .errors import Interrupted, UsageError, UserError, file_error
 
 if TYPE_CHECKING:
     from .data import CIFAR10
@@ -223,6 +226,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def program() -> str:
+    """How to run this program again the way it was started: `alexnet-cifar` where that is what
+    ran and is on PATH, else this Python with `-m alexnet_cifar` (as `make train` starts it)."""
+    on_path = shutil.which(PROG)
+    if Path(sys.argv[0]).name == PROG and on_path and Path(on_path).resolve() == Path(sys.argv[0]).resolve():
+        return PROG
+    try:
+        python = os.path.relpath(sys.executable)
+    except ValueError:  # another drive, on Windows
+        python = sys.executable
+    if python.startswith(".."):
+        python = sys.executable
+    return f"{shlex.quote(python)} -m alexnet_cifar"
+
+
 def version() -> str:
     from . import __version__
 
@@ -238,29 +256,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 FLAG_FIELDS = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics", "channels_last",
                "deterministic", "compile", "amp")  # fmt: skip
-RESUME_MAY_CHANGE = ("epochs", "device", "threads")  # more epochs extend a run; the others only move it
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields given on the command line (None means not given)."""
     return {n: getattr(args, n) for n in FLAG_FIELDS if getattr(args, n) is not None}
-
-
-def resume_config(saved: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
-    """The run's own config, with only the changes a resume allows."""
-    cfg = resolve_config(saved["recipe"], saved)
-    asked = {**(read_config_file(args.config) if args.config else {}), **flag_values(args)}
-    if args.recipe:
-        asked["recipe"] = args.recipe
-    changed = {k: v for k, v in asked.items() if getattr(cfg, k, None) != v}
-    refused = sorted(set(changed) - set(RESUME_MAY_CHANGE))
-    if refused:
-        key = refused[0]
-        raise UsageError(
-            f"resuming with {key} = {changed[key]!r}, but the run used {key} = {getattr(cfg, key, None)!r}; "
-            f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume: start a new run for other changes"
-        )
-    return resolve_config(cfg.recipe, saved, changed)
 
 
 def ensure_data(data_dir: Path, allow_download: bool) -> None:
@@ -281,6 +281,8 @@ def get_data(args: argparse.Namespace, allow_download: bool) -> CIFAR10:
     from .data import load_cifar10, resolve_data_dir, synthetic_cifar10
 
     if getattr(args, "synthetic", False):
+        if args.data_dir is not None:
+            raise UsageError("--synthetic uses random images, not a data folder; drop --data-dir or --synthetic")
         return synthetic_cifar10()
     data_dir = resolve_data_dir(args.data_dir)
     ensure_data(data_dir, allow_download)
@@ -297,8 +299,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     select_device(cfg.device)  # fail before anything is written
     data = get_data(args, allow_download=not args.no_download)
     path = args.run_dir or default_run_dir(cfg.recipe)
-    run = RunDir.create(path, overwrite=args.overwrite) if is_main_process() else RunDir(path)
-    fit(cfg, data, run, show_progress=not args.quiet)
+    if not is_main_process():
+        run = RunDir(path)
+    else:
+        protect = (data.folder,) if data.folder is not None else ()
+        run = RunDir.create(path, overwrite=args.overwrite, protect=protect)
+    try:
+        fit(cfg, data, run, show_progress=not args.quiet)
+    except BaseException:
+        run.abandon()  # a replaced run comes back if the new one never wrote a checkpoint
+        raise
     finish_run(args, run, data, cfg)
     return 0
 
@@ -319,32 +329,26 @@ def finish_run(args: argparse.Namespace, run, data: CIFAR10, cfg: TrainConfig) -
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .run_dir import RunDir
-    from .train import fit, select_device
+    from .resume import open_resume
+    from .train import fit
 
     if args.run_dir or args.overwrite:
         raise UsageError("--resume continues the run in its own folder; drop --run-dir and --overwrite")
-    run = RunDir.open_existing(args.resume)
-    state = load_checkpoint(run.last)
-    if "progress" not in state:
-        raise UserError(f"{run.last} holds weights only, not a training checkpoint; pass a run directory to --resume")
-    cfg = resume_config(state["config"], args)
-    progress = state["progress"]
-    if progress["epoch"] >= cfg.epochs:
-        log.info(f"run {run.path} has finished all {progress['epoch']} epochs; nothing to do "
-                 f"(pass --epochs N above {progress['epoch']} to extend it)")  # fmt: skip
+    asked = {**(read_config_file(args.config) if args.config else {}), **flag_values(args)}
+    if args.recipe:
+        asked["recipe"] = args.recipe
+    resume = open_resume(args.resume, asked)
+    if resume.finished:
+        done = resume.state["progress"]["epoch"]
+        log.info(f"run {resume.run.path} has finished all {done} epochs; nothing to do "
+                 f"(pass --epochs N above {done} to extend it)")  # fmt: skip
         return 0
     if args.data_dir is None and not args.synthetic:  # the run's own data, unless told otherwise
-        if state.get("data_folder") is None:
-            args.synthetic = True
-        else:
-            args.data_dir = Path(state["data_folder"])
+        args.synthetic = resume.data_folder is None
+        args.data_dir = resume.data_folder
     data = get_data(args, allow_download=not args.no_download)
-    if is_main_process():
-        run.write_config(cfg.to_dict(), select_device(cfg.device))
-    fit(cfg, data, run, resume=state, show_progress=not args.quiet)
-    finish_run(args, run, data, cfg)
+    fit(resume.config, data, resume.run, resume=resume.state, show_progress=not args.quiet)
+    finish_run(args, resume.run, data, resume.config)
     return 0
 
 
@@ -448,15 +452,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def report_data(args: argparse.Namespace) -> CIFAR10 | None:
     """The test set for a report: --data-dir, else where the run trained, else the default; None if absent."""
     from .data import load_cifar10, missing_files, resolve_data_dir
+    from .run_dir import RunDir
 
     if not args.run_dir.is_dir():
         raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
     data_dir = args.data_dir
-    last = args.run_dir / "last.pt"
-    if data_dir is None and last.exists():
-        from .checkpoint import load_checkpoint
-
-        data_dir = load_checkpoint(last).get("data_folder")
+    if data_dir is None:
+        data_dir = RunDir(args.run_dir).info_or_empty().get("environment", {}).get("data_folder")
     data_dir = resolve_data_dir(data_dir)
     if not data_dir.is_dir() or missing_files(Path(data_dir)):
         log.info(f"CIFAR-10 not found in {data_dir}: the report has learning curves only (pass --data-dir)")
@@ -475,18 +477,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from .data import load_cifar10, missing_files, resolve_data_dir
-    from .export import TOLERANCE, export_onnx, verify
+    from .export import export_verified
     from .loader import PIXEL_SCALE, PIXEL_SHIFT
 
-    export_onnx(args.checkpoint, args.output)
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir.is_dir() and not missing_files(data_dir):
         images, source = load_cifar10(data_dir).test.images[:256], f"256 test images from {data_dir}"
     else:
         images, source = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8), "256 random images"
-    diff = verify(args.checkpoint, args.output, images.float() * PIXEL_SCALE + PIXEL_SHIFT)
-    if diff > TOLERANCE:
-        raise UserError(f"onnxruntime differs from PyTorch by {diff:.2e} > {TOLERANCE:g}; {args.output} is not usable")
+    diff = export_verified(args.checkpoint, args.output, images.float() * PIXEL_SCALE + PIXEL_SHIFT)
     log.info(f"exported {args.output}; onnxruntime matches PyTorch on {source} (max |diff| {diff:.1e})")
     return 0
 
@@ -507,12 +506,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except Interrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        hint = f"; resume with: {program()} train --resume {exc.resume_dir}" if exc.resume_dir else ""
+        print(f"{PROG}: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
-    except UserError as exc:
+    except (UserError, OSError) as exc:
         sys.stdout.flush()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        error = file_error(exc, "use") if isinstance(exc, OSError) else exc  # an OS refusal no code expected
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

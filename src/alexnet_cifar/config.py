@@ -24,6 +24,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SCHEDULES = ("constant", "linear", "cosine")
+MAX_SEED = 2**32 - 1  # numpy's limit too; the loader keys each epoch by seed * 1_000_003 + epoch
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def validate(cfg: TrainConfig) -> None:
     _check("ema", cfg.ema, 0 <= cfg.ema < 1, "a decay in [0, 1), such as 0.999; 0 turns it off")
     _check("nesterov", cfg.nesterov, not cfg.nesterov or cfg.momentum > 0, "true only with momentum > 0")
     _check("crop_padding", cfg.crop_padding, 0 <= cfg.crop_padding <= 16, "an integer 0..16")
-    _check("threads", cfg.threads, cfg.threads >= 0, "an integer >= 0 (0 = torch's default)")
+    _check("seed", cfg.seed, 0 <= cfg.seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
+    _check("threads", cfg.threads, 0 <= cfg.threads <= 1024, "an integer in [0, 1024] (0 = torch's default)")
     _check("device", cfg.device, cfg.device in DEVICES, f"one of {', '.join(DEVICES)}")
 
 
@@ -133,6 +135,8 @@ RECIPES: dict[str, TrainConfig] = {
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A JSON or TOML file of config fields (by extension; TOML otherwise)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read
+        raise UsageError(f"config file {path} is not a regular file; pass a readable .json or .toml file")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

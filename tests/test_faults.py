@@ -1,0 +1,215 @@
+"""Fault injection: every fault a user or the machine can throw at a command ends in one line (or a
+correct result), with no traceback, nothing lost that the tool did not write, and the last good state
+intact. The disk-full and read-only cases mount a small tmpfs (root on Linux) and skip elsewhere."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet_cifar.checkpoint import load_checkpoint
+
+from .conftest import TINY, assert_one_line_error, run_cli, write_fake_cifar
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on its own tmpfs; `resize(mb)` and `read_only()` change it; unmounted afterwards."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+
+    class Disk:
+        path = mount
+
+        @staticmethod
+        def remount(options: str) -> None:
+            subprocess.run(["mount", "-o", f"remount,{options}", str(mount)], check=True)
+
+    yield Disk
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def train(capsys, data: Path, run: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "train", "--data-dir", data, "--run-dir", run, *TINY, *extra)
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_the_last_one_survives(fake_root, small_disk, capsys):
+    run = small_disk.path / "run"
+    # epoch 0 writes best.pt and last.pt (2.3 MB each); epoch 1 has no room for a third file
+    code, _, err = train(capsys, fake_root, run, "--epochs", "3")
+    assert_one_line_error(code, err, "No space left on device (ENOSPC)", "free some space")
+    assert load_checkpoint(run / "last.pt")["progress"]["epoch"] == 1
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+    small_disk.remount("size=30m")
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--quiet")
+    assert code == 0, err
+    assert load_checkpoint(run / "last.pt")["progress"]["epoch"] == 3
+
+
+def test_read_only_run_folder_is_one_line_for_report_and_resume(fake_root, small_disk, capsys):
+    run = small_disk.path / "run"
+    small_disk.remount("size=30m")
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    small_disk.remount("ro")
+    code, _, err = run_cli(capsys, "report", run, "--data-dir", fake_root)
+    assert_one_line_error(code, err, "Read-only file system (EROFS)", "read-only")
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--quiet")
+    assert_one_line_error(code, err, "Read-only file system")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_nan_never_reaches_a_checkpoint_and_never_exits_0(fake_root, tmp_path, capsys):
+    code, _, err = train(capsys, fake_root, tmp_path / "run", "--lr", "1e6")
+    assert_one_line_error(code, err, "NaN or infinite", "smaller --lr")
+    assert not {"best.pt", "last.pt", "model.pt"} & set(os.listdir(tmp_path / "run"))
+
+
+def test_resume_on_other_data_is_refused(fake_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    config = (run / "config.json").read_bytes()
+    other = write_fake_cifar(tmp_path / "other", seed=1)
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--data-dir", other)
+    assert_one_line_error(code, err, "trained on other data", "start a new run")
+    assert (run / "config.json").read_bytes() == config
+    bigger = write_fake_cifar(tmp_path / "bigger", per_batch=40)
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--data-dir", bigger)
+    assert_one_line_error(code, err, "trained on other data")
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--quiet")  # its own data
+    assert code == 0, err
+
+
+def damage(entry: str, value: object):
+    def apply(state: dict) -> None:
+        keys = entry.split("/")
+        target = state
+        for key in keys[:-1]:
+            target = target[key]
+        if value is KeyError:
+            del target[keys[-1]]
+        else:
+            target[keys[-1]] = value
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (damage("ema", KeyError), "entry ema is missing"),
+        (damage("ema", "zero"), "entry ema must be"),
+        (damage("config", KeyError), "entry config is missing"),
+        (damage("config", [1, 2]), "entry config must be"),
+        (damage("config", {"recipe": "seed", "lr": "fast"}), "lr = 'fast' is not a number"),
+        (damage("config", {"recipe": "seed", "learning_rate": 1}), "unknown config key"),
+        (damage("progress", KeyError), "weights only"),
+        (damage("progress", 3), "entry progress must be"),
+        (damage("progress/epoch", "one"), "entry progress.epoch must be an integer"),
+        (damage("progress/epoch", -1), "entry progress.epoch must be an integer"),
+        (damage("progress/rng", {}), "entry progress.rng must be"),
+        (damage("progress/meter", {"sums": torch.zeros(3)}), "entry progress.meter must be"),
+        (damage("optimizer", {"state": {}, "param_groups": []}), "does not fit this run"),
+        (damage("model/fc1.0.weight", torch.zeros(3, 3)), "another network"),
+        (damage("model/fc1.0.bias", torch.full((384,), float("nan"))), "NaN or infinite weights"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_damaged_checkpoint_is_one_line_and_changes_nothing(fake_root, tmp_path, capsys, change, words):
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    state = torch.load(run / "last.pt", weights_only=True)
+    change(state)
+    torch.save(state, run / "last.pt")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2")
+    assert_one_line_error(code, err, words)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_garbled_metrics_is_one_line_for_resume_and_report(fake_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    (run / "metrics.csv").write_text("this is not,a metrics file\n1,2\n")
+    code, _, err = run_cli(capsys, "report", run)
+    assert_one_line_error(code, err, "metrics.csv is damaged")
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2")
+    assert_one_line_error(code, err, "metrics.csv is damaged")
+
+
+def test_resume_after_a_cut_metrics_row_repairs_it(fake_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    text = (run / "metrics.csv").read_text()
+    (run / "metrics.csv").write_text(text + "1,2.0,0.3")  # a second row cut by a crash
+    code, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2")
+    assert code == 0, err
+    assert "is incomplete and is dropped" in out
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[:2] == text.splitlines() and rows[2].startswith("1,")
+
+
+def test_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    for args in (
+        ["train", "--data-dir", tmp_path / "f", "--run-dir", tmp_path / "run"],
+        ["download", "--data-dir", tmp_path / "f"],
+    ):
+        code, _, err = run_cli(capsys, *args)
+        assert_one_line_error(code, err, "is a file")
+    assert (tmp_path / "f").read_text() == "x" and not (tmp_path / "run").exists()
+
+
+def test_synthetic_with_a_data_dir_is_a_usage_error(fake_root, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--synthetic", "--data-dir", fake_root, "--run-dir", tmp_path / "r")
+    assert_one_line_error(code, err, "--synthetic", "drop --data-dir", status=2)
+
+
+def test_interrupted_run_names_a_resume_command_that_works(fake_root, tmp_path, capsys, monkeypatch):
+    from alexnet_cifar import signals
+
+    monkeypatch.setattr(signals.StopOnSignal, "requested", property(lambda self: True))
+    code, _, err = train(capsys, fake_root, tmp_path / "run", "--epochs", "2")
+    line = assert_one_line_error(code, err, "stopped by SIGTERM", "resume with:")
+    command = line.split("resume with: ", 1)[1]
+    assert command.endswith(f"train --resume {tmp_path / 'run'}")
+    program = command.split(" train --resume")[0]
+    assert program == "alexnet-cifar" or program.endswith(" -m alexnet_cifar")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["environment"]["data_folder"].endswith("cifar-10-batches-py")
+
+
+def test_config_that_is_a_fifo_is_one_line_not_a_hang(fake_root, tmp_path, capsys):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    os.mkfifo(tmp_path / "c.toml")
+    code, _, err = train(capsys, fake_root, tmp_path / "run", "--config", tmp_path / "c.toml")
+    assert_one_line_error(code, err, "is not a regular file", status=2)
+
+
+def test_report_goes_on_without_a_damaged_config_json(fake_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    (run / "config.json").write_text("{not json")
+    code, out, err = run_cli(capsys, "report", run, "--data-dir", fake_root)
+    assert code == 0, err
+    assert "config.json is damaged" in out and (run / "report.html").is_file()
+    assert (run / "config.json").read_text() == "{not json"
+
+
+def test_export_onto_its_own_checkpoint_is_refused(fake_root, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    before = (run / "model.pt").read_bytes()
+    code, _, err = run_cli(capsys, "export", run / "model.pt", "-o", run / "model.pt", "--data-dir", fake_root)
+    assert_one_line_error(code, err, "model.pt")
+    assert (run / "model.pt").read_bytes() == before

@@ -1,0 +1,168 @@
+"""The run directory: it replaces only runs it can prove it wrote, and only once the new run has
+started; metrics.csv survives a cut last row; config.json keeps the first start and lists resumes."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from alexnet_cifar.errors import UserError
+from alexnet_cifar.metrics import EpochRecord
+from alexnet_cifar.run_dir import RunDir
+
+from .conftest import TINY, assert_one_line_error, run_cli
+
+
+def record(epoch: int) -> EpochRecord:
+    return EpochRecord(epoch, 1.5 - epoch / 10, 0.4, 1.4, 0.45 + epoch / 100, 0.1, 2.0, 1000.0)
+
+
+def fake_run(path, *extra: str) -> None:
+    """A folder that looks like this tool's run, as far as --overwrite can tell."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"config": {"recipe": "seed"}, "environment": {"alexnet_cifar": "1"}}))
+    (path / "last.pt").write_bytes(b"old checkpoint")
+    for name in extra:
+        (path / name).write_text("user's file")
+
+
+def contents(path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
+    fake_run(tmp_path / "run")
+    before = contents(tmp_path / "run")
+    with pytest.raises(UserError, match="already exists.*--overwrite"):
+        RunDir.create(tmp_path / "run")
+    assert contents(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: (p.mkdir(), (p / "model.pt").write_bytes(b"precious")), "not a run directory of alexnet-cifar"),
+        (lambda p: fake_run(p, "notes.txt"), "holds 'notes.txt', which alexnet-cifar did not write"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "not a run directory"),
+        (lambda p: (fake_run(p), (p / "tensorboard").mkdir(), (p / "tensorboard" / "x.txt").write_text("")), "tensorb"),
+    ],
+    ids=["no config", "foreign file", "foreign config", "foreign tensorboard file"],
+)
+def test_overwrite_refuses_folders_it_did_not_write(tmp_path, make, reason):
+    path = tmp_path / "run"
+    make(path)
+    before = contents(path)
+    with pytest.raises(UserError, match="--overwrite refused") as info:
+        RunDir.create(path, overwrite=True)
+    assert reason in str(info.value) and "\n" not in str(info.value)
+    assert contents(path) == before
+
+
+def test_overwrite_refuses_the_current_folder_its_parents_and_the_data(tmp_path, monkeypatch):
+    fake_run(tmp_path / "run")
+    monkeypatch.chdir(tmp_path / "run")
+    for path in (tmp_path / "run", tmp_path):
+        with pytest.raises(UserError, match="is the current folder or holds it"):
+            RunDir.create(path, overwrite=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="data folder"):
+        RunDir.create(tmp_path / "run", overwrite=True, protect=(tmp_path / "run" / "cifar-10-batches-py",))
+    assert (tmp_path / "run" / "last.pt").read_bytes() == b"old checkpoint"
+
+
+def test_overwrite_moves_the_old_run_aside_until_the_new_one_starts(tmp_path):
+    path = tmp_path / "run"
+    fake_run(path)
+    before = contents(path)
+    run = RunDir.create(path, overwrite=True)
+    assert run.replaced is not None and contents(run.replaced) == before and not any(path.iterdir())
+    run.abandon()  # the new run failed before its first checkpoint
+    assert contents(path) == before and [p.name for p in tmp_path.iterdir()] == ["run"]
+    run = RunDir.create(path, overwrite=True)
+    run.started()
+    assert not any(path.iterdir()) and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_train_overwrite_in_a_folder_of_user_files_deletes_nothing(fake_root, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(home)
+    code, _, err = run_cli(capsys, "train", "--data-dir", fake_root, "--run-dir", ".", "--overwrite", *TINY)
+    assert_one_line_error(code, err, "--overwrite refused", "current folder")
+    assert (home / "thesis.tex").read_text() == "years of work"
+
+
+def test_train_overwrite_of_the_data_folder_deletes_nothing(fake_root, capsys):
+    before = contents(fake_root / "cifar-10-batches-py")
+    code, _, err = run_cli(capsys, "train", "--data-dir", fake_root, "--run-dir", fake_root, "--overwrite", *TINY)
+    assert_one_line_error(code, err, "--overwrite refused")
+    assert contents(fake_root / "cifar-10-batches-py") == before
+
+
+def test_refused_new_run_leaves_the_old_run_intact(fake_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data-dir", fake_root, "--run-dir", run, *TINY)[0] == 0
+    before = contents(run)
+    args = ("train", "--data-dir", fake_root, "--run-dir", run, "--overwrite", *TINY)
+    code, _, err = run_cli(capsys, *args, "--seed", "99999999999999999999999")
+    assert_one_line_error(code, err, "seed = 99999999999999999999999 is not allowed", status=2)
+    code, _, err = run_cli(capsys, *args, "--lr", "1e6")  # starts, then diverges before its first checkpoint
+    assert_one_line_error(code, err, "NaN or infinite")
+    assert contents(run) == before and sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]
+    assert run_cli(capsys, *args, "--seed", "1")[0] == 0  # a good new run replaces it
+    assert contents(run)["model.pt"] != before["model.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]
+
+
+def test_metrics_with_a_cut_last_row_is_repaired_not_appended_onto(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.write_metrics([record(0), record(1)])
+    text = run.metrics.read_text()
+    run.metrics.write_text(text[:-20])  # a crash in the middle of the last row
+    assert run.history() == [record(0)]
+    run.append_metrics(record(1))
+    assert run.metrics.read_text() == text and run.history() == [record(0), record(1)]
+
+
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ("epoch,loss\n0,1\n", "line 1 is not the header"),
+        ("epoch,train_loss,train_acc,valid_loss,valid_acc,lr,seconds,images_per_s\n0,x,1,1,1,1,1,1\n1,1,1,1,1,1,1,1\n",
+         "line 2 is not a row"),
+        (b"\xff\xfe garbage", "unreadable"),
+    ],
+    ids=["header", "garbled row", "not text"],
+)  # fmt: skip
+def test_damaged_metrics_is_one_line_error(tmp_path, text, what):
+    run = RunDir.create(tmp_path / "run")
+    run.metrics.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(UserError, match=what) as info:
+        run.history()
+    assert "\n" not in str(info.value) and str(run.metrics) in str(info.value)
+
+
+def test_config_json_keeps_the_first_start_and_records_each_resume(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.write_config({"recipe": "seed", "epochs": 2}, torch.device("cpu"), world_size=2, data_folder="/d")
+    first = json.loads(run.config.read_text())
+    run.write_config({"recipe": "seed", "epochs": 3}, torch.device("cpu"), world_size=1, data_folder="/d")
+    info = json.loads(run.config.read_text())
+    assert info["environment"] == first["environment"] and info["environment"]["world_size"] == 2
+    assert info["config"]["epochs"] == 3 and len(info["resumes"]) == 1 and info["resumes"][0]["world_size"] == 1
+
+
+def test_a_crash_leaves_no_half_written_metrics(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path / "run")
+    run.write_metrics([record(0)])
+    before = run.metrics.read_bytes()
+
+    def fail(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(UserError, match=r"cannot write .*metrics.csv: No space left on device \(ENOSPC\)"):
+        run.append_metrics(record(1))
+    assert run.metrics.read_bytes() == before and sorted(p.name for p in run.path.iterdir()) == ["metrics.csv"]
