@@ -120,6 +120,14 @@ def damage(entry: str, value: object):
         (damage("optimizer", {"state": {}, "param_groups": []}), "does not fit this run"),
         (damage("model/fc1.0.weight", torch.zeros(3, 3)), "another network"),
         (damage("model/fc1.0.bias", torch.full((384,), float("nan"))), "NaN or infinite weights"),
+        (damage("model/fc1.0.bias", torch.zeros(384, dtype=torch.float8_e4m3fn)), "another network"),
+        (damage("progress/rng/numpy", ["MT19937", [-1] * 624, 0, 0, 0.0]), "does not fit this run"),
+        (damage("progress/rng/python", [3, [2**70] * 625, None]), "does not fit this run"),
+        (damage("progress/batch", 10**6), "stopped at batch 1000000"),
+        (
+            damage("progress/meter", {"sums": torch.zeros(4, dtype=torch.complex64), "samples": 1, "batches": 1}),
+            "entry progress.meter must be",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -139,10 +147,12 @@ def test_garbled_metrics_is_one_line_for_resume_and_report(fake_root, tmp_path, 
     run = tmp_path / "run"
     assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
     (run / "metrics.csv").write_text("this is not,a metrics file\n1,2\n")
+    config = (run / "config.json").read_bytes()
     code, _, err = run_cli(capsys, "report", run)
     assert_one_line_error(code, err, "metrics.csv is damaged")
     code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2")
     assert_one_line_error(code, err, "metrics.csv is damaged")
+    assert (run / "config.json").read_bytes() == config  # a refused resume records nothing
 
 
 def test_resume_after_a_cut_metrics_row_repairs_it(fake_root, tmp_path, capsys):
@@ -213,3 +223,112 @@ def test_export_onto_its_own_checkpoint_is_refused(fake_root, tmp_path, capsys):
     code, _, err = run_cli(capsys, "export", run / "model.pt", "-o", run / "model.pt", "--data-dir", fake_root)
     assert_one_line_error(code, err, "model.pt")
     assert (run / "model.pt").read_bytes() == before
+
+
+@pytest.fixture
+def finished_run(fake_root, tmp_path, capsys) -> Path:
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
+    return run
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "train.log", "config.json"])
+def test_a_run_file_that_is_a_fifo_or_a_link_is_one_line_not_a_hang(finished_run, tmp_path, capsys, name):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    (finished_run / name).unlink()
+    os.mkfifo(finished_run / name)
+    code, _, err = run_cli(capsys, "train", "--resume", finished_run, "--epochs", "2", "--quiet")
+    assert_one_line_error(code, err, f"{name} is not a regular file")
+    (finished_run / name).unlink()
+    (tmp_path / "diary.txt").write_text("dear diary")
+    (finished_run / name).symlink_to(tmp_path / "diary.txt")
+    code, _, err = run_cli(capsys, "train", "--resume", finished_run, "--epochs", "2", "--quiet")
+    assert_one_line_error(code, err, f"{name} is not a regular file")
+    assert (tmp_path / "diary.txt").read_text() == "dear diary"
+
+
+def test_report_goes_on_past_a_fifo_or_odd_config_json(finished_run, fake_root, capsys):
+    (finished_run / "config.json").write_text('{"config": {}, "environment": {"data_folder": 5}}')
+    assert run_cli(capsys, "report", finished_run)[0] == 0
+    (finished_run / "config.json").write_text('{"config": {}, "environment": []}')
+    assert run_cli(capsys, "report", finished_run)[0] == 0
+    (finished_run / "config.json").unlink()
+    os.mkfifo(finished_run / "config.json")
+    code, out, err = run_cli(capsys, "report", finished_run, "--data-dir", fake_root)
+    assert code == 0 and "not a regular file" in out, err
+
+
+def test_report_never_replaces_a_file_it_did_not_write(finished_run, fake_root, capsys):
+    assert run_cli(capsys, "report", finished_run, "--data-dir", fake_root)[0] == 0
+    assert run_cli(capsys, "report", finished_run, "--data-dir", fake_root)[0] == 0  # its own: replaced
+    (finished_run / "curves.png").write_bytes(b"my own plot")
+    code, _, err = run_cli(capsys, "report", finished_run, "--data-dir", fake_root)
+    assert_one_line_error(code, err, "curves.png was not written by alexnet-cifar report")
+    assert (finished_run / "curves.png").read_bytes() == b"my own plot"
+
+
+def test_onnx_that_is_a_fifo_is_one_line_not_a_hang(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    os.mkfifo(tmp_path / "m.onnx")
+    (tmp_path / "x.png").write_bytes(b"")
+    code, _, err = run_cli(capsys, "predict", tmp_path / "m.onnx", tmp_path / "x.png")
+    assert_one_line_error(code, err, "not a regular file")
+
+
+def test_recipe_that_is_not_a_name_is_one_line(fake_root, tmp_path, capsys):
+    (tmp_path / "c.toml").write_text("recipe = []\n")
+    code, _, err = train(capsys, fake_root, tmp_path / "run", "--config", tmp_path / "c.toml")
+    assert_one_line_error(code, err, "unknown recipe", status=2)
+
+
+def test_a_split_without_images_is_one_line(tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    root = write_fake_cifar(tmp_path / "data")
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"labels": np.zeros(0, np.int64), "data": np.zeros((0, 3072), np.uint8)}, f)
+    code, _, err = train(capsys, root, tmp_path / "run")
+    assert_one_line_error(code, err, "test_batch", "hold no images")
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_failure_does_not_end_the_run(fake_root, tmp_path, capsys, monkeypatch):
+    tensorboard = pytest.importorskip("torch.utils.tensorboard")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tensorboard.SummaryWriter, "add_scalar", full)
+    code, out, err = train(capsys, fake_root, tmp_path / "run", "--epochs", "2")
+    assert code == 0, err
+    assert (
+        "TensorBoard events are no longer written" in out
+        and len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
+    )
+
+
+def test_ctrl_c_while_starting_is_one_line(capsys, monkeypatch):
+    from alexnet_cifar import cli
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "is_main_process", interrupt)
+    code, _, err = run_cli(capsys, "recipes")
+    assert_one_line_error(code, err, "interrupted", status=130)
+
+
+def test_resume_hint_quotes_a_path_with_spaces(fake_root, tmp_path, capsys, monkeypatch):
+    from alexnet_cifar import signals
+
+    monkeypatch.setattr(signals.StopOnSignal, "requested", property(lambda self: True))
+    code, _, err = train(capsys, fake_root, tmp_path / "my run", "--epochs", "2")
+    assert code == 143 and f"--resume '{tmp_path / 'my run'}'" in err
+
+
+def test_bench_threads_out_of_range_is_a_usage_error(capsys):
+    code, _, err = run_cli(capsys, "bench", "--synthetic", "--threads", "99999999999999999999")
+    assert_one_line_error(code, err, "--threads", "1 to 1024", status=2)

@@ -46,8 +46,21 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
         (lambda p: fake_run(p, "notes.txt"), "holds 'notes.txt', which alexnet-cifar did not write"),
         (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "not a run directory"),
         (lambda p: (fake_run(p), (p / "tensorboard").mkdir(), (p / "tensorboard" / "x.txt").write_text("")), "tensorb"),
+        (lambda p: (fake_run(p), (p / "best.pt").mkdir(), (p / "best.pt" / "thesis.txt").write_text("")), "best.pt"),
+        (lambda p: (fake_run(p), (p / "tensorboard" / "events.out.tfevents.photos").mkdir(parents=True)), "tensorb"),
+        (lambda p: fake_run(p, ".notes.2024.tmp"), ".notes.2024.tmp"),
+        (lambda p: (fake_run(p), (p / "model.pt").symlink_to(p.parent)), "model.pt"),
     ],
-    ids=["no config", "foreign file", "foreign config", "foreign tensorboard file"],
+    ids=[
+        "no config",
+        "foreign file",
+        "foreign config",
+        "foreign tensorboard file",
+        "run name as a folder",
+        "event name as a folder",
+        "temp-like name",
+        "run name as a link",
+    ],
 )
 def test_overwrite_refuses_folders_it_did_not_write(tmp_path, make, reason):
     path = tmp_path / "run"

@@ -61,6 +61,7 @@ def _read(path: Path) -> object:
         raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}); {FOREIGN_HINT}") from None
 
 
+FLOAT_TYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _SHAPES = {name: tuple(t.shape) for name, t in AlexNet().state_dict().items()}
 
 
@@ -70,7 +71,7 @@ def check_weights(weights: object, path: Path, entry: str) -> None:
         raise UserError(f"{path} holds weights of another network, not the lesson's AlexNet; {FOREIGN_HINT}")
     for name, shape in _SHAPES.items():
         t = weights[name]
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or not t.is_floating_point():
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or t.dtype not in FLOAT_TYPES:
             raise UserError(f"{path} holds weights of another network ({entry}.{name}); {FOREIGN_HINT}")
         if not torch.isfinite(t).all():
             raise UserError(f"{path} holds NaN or infinite weights in {entry}.{name}; {DAMAGED_HINT}")
@@ -88,7 +89,13 @@ def _meter(v: object) -> bool:
     if v is None:
         return True
     sums = v.get("sums") if isinstance(v, dict) else None
-    return isinstance(sums, torch.Tensor) and sums.shape == (4,) and _int(v.get("samples")) and _int(v.get("batches"))
+    return (
+        isinstance(sums, torch.Tensor)
+        and sums.shape == (4,)
+        and sums.dtype in FLOAT_TYPES
+        and _int(v.get("samples"))
+        and _int(v.get("batches"))
+    )
 
 
 def _rng(v: object) -> bool:

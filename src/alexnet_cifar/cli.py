@@ -50,6 +50,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str) -> int:
+    value = positive_int(text)
+    if value > 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer from 1 to 1024")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -151,7 +158,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="skip timing one whole epoch of the seed recipe (default: time it)",
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -271,7 +278,8 @@ def ensure_data(data_dir: Path, allow_download: bool) -> None:
         return
     if not allow_download:
         raise UserError(
-            f"CIFAR-10 is not in {data_dir}; run `{PROG} download --data-dir {data_dir}` or drop --no-download"
+            f"CIFAR-10 is not in {data_dir}; run `{PROG} download --data-dir {shlex.quote(str(data_dir))}` "
+            "or drop --no-download"
         )
     log.info(f"CIFAR-10 not found in {data_dir}: downloading it")
     download_cifar10(data_dir, log=log.info)
@@ -458,7 +466,8 @@ def report_data(args: argparse.Namespace) -> CIFAR10 | None:
         raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
     data_dir = args.data_dir
     if data_dir is None:
-        data_dir = RunDir(args.run_dir).info_or_empty().get("environment", {}).get("data_folder")
+        saved = RunDir(args.run_dir).info_or_empty().get("environment", {}).get("data_folder")
+        data_dir = saved if isinstance(saved, str) and "\0" not in saved else None
     data_dir = resolve_data_dir(data_dir)
     if not data_dir.is_dir() or missing_files(Path(data_dir)):
         log.info(f"CIFAR-10 not found in {data_dir}: the report has learning curves only (pass --data-dir)")
@@ -501,17 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.INFO if is_main_process() else logging.WARNING)  # one voice under torchrun
-    args = get_args_parser().parse_args(argv)
     try:
+        log.setLevel(logging.INFO if is_main_process() else logging.WARNING)  # one voice under torchrun
+        args = get_args_parser().parse_args(argv)
         return args.func(args)
     except Interrupted as exc:
-        hint = f"; resume with: {program()} train --resume {exc.resume_dir}" if exc.resume_dir else ""
+        hint = f"; resume with: {program()} train --resume {shlex.quote(str(exc.resume_dir))}" if exc.resume_dir else ""
         print(f"{PROG}: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
     except (UserError, OSError) as exc:
         sys.stdout.flush()
-        error = file_error(exc, "use") if isinstance(exc, OSError) else exc  # an OS refusal no code expected
+        # an OS refusal that no code expected is still one line
+        error = file_error(exc, "use", exc.filename or "a file") if isinstance(exc, OSError) else exc
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

@@ -154,7 +154,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def resolve_config(recipe: str = "seed", *overrides: dict[str, Any]) -> TrainConfig:
     """The named recipe with each dict of overrides applied in order (a file's, then the flags')."""
-    if recipe not in RECIPES:
+    if not isinstance(recipe, str) or recipe not in RECIPES:
         raise UsageError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)} (see `alexnet-cifar recipes`)")
     known = {f.name for f in fields(TrainConfig)}
     merged: dict[str, Any] = {}

@@ -179,6 +179,8 @@ def read_split(paths: Sequence[Path]) -> Split:
     parts = [read_batch(p) for p in paths]
     data = np.concatenate([d for d, _ in parts])
     labels = np.concatenate([lab for _, lab in parts])
+    if len(labels) == 0:  # a split with no images cannot be trained or tested on
+        raise DataError(f"{', '.join(p.name for p in paths)} in {paths[0].parent} hold no images; {fix_hint(paths[0])}")
     images = torch.from_numpy(data).view(-1, 3, 32, 32)
     return Split(images=images, labels=torch.from_numpy(labels))
 

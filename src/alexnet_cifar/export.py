@@ -169,6 +169,8 @@ class OnnxModel(nn.Module):
         super().__init__()
         ort = require("onnxruntime")
         self.path = path
+        if not path.is_file():  # a FIFO would block onnxruntime's read forever
+            raise UserError(f"{path} is not a regular file; pass an ONNX model written by `alexnet-cifar export`")
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for unreadable files

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ from .evaluate import ClassificationReport, classification_report, predict_logit
 from .lesson import LESSON_HISTORY
 from .loader import DeviceLoader
 from .metrics import EpochRecord
-from .run_dir import RunDir
+from .run_dir import RunDir, is_regular
 
 WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
+MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[float]]:
@@ -45,7 +47,7 @@ def read_metrics(run_dir: Path) -> dict[str, list[float]]:
 
 def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": MARK})
     return buf.getvalue()
 
 
@@ -143,13 +145,27 @@ def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> P
     if data is not None and weights is not None:
         more, report = testset_figures(weights, data, device)
         figures.update(more)
+    out = run_dir / "report.html"
+    for path in [out, *(run_dir / name for name in figures)]:
+        refuse_foreign(path)
     for name, content in figures.items():
         with atomic_write(run_dir / name) as f:
             f.write(content)
-    out = run_dir / "report.html"
     with atomic_write(out, "w") as f:
         f.write(render_html(run_dir, metrics, info, figures, report, weights))
     return out
+
+
+def refuse_foreign(path: Path) -> None:
+    """A report replaces only files an earlier report wrote (they carry MARK near their start)."""
+    if not os.path.lexists(path):
+        return
+    try:
+        ours = is_regular(path) and MARK.encode() in path.read_bytes()[:8192]
+    except OSError:
+        ours = False
+    if not ours:
+        raise UserError(f"{path} was not written by alexnet-cifar report; move it away to write the report")
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -177,7 +193,8 @@ def render_html(
     )
     missing = "" if report else "<p>Test-set figures need the CIFAR-10 data and the run's weights.</p>"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>alexnet-cifar report: {html.escape(run_dir.name)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARK}">
+<title>alexnet-cifar report: {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
 img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>

@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS = "config.json", "metrics.csv", "train
 TENSORBOARD = "tensorboard"
 REPORT_FILES = ("report.html", "curves.png", "confusion.png", "per_class.png", "most_wrong.png")
 RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, TENSORBOARD, *REPORT_FILES})
-TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")  # atomic_write's temp names, left by a crash
+TEMP_FILE = re.compile(r"^\.(.+)\.\d+\.tmp$")  # atomic_write's temp names, left by a crash
 METRIC_FIELDS = tuple(f.name for f in fields(EpochRecord))
 
 
@@ -125,6 +126,7 @@ class RunDir:
     def history(self) -> list[EpochRecord]:
         """The epochs recorded in metrics.csv so far (none when there is no file yet). A last row cut
         short by a crash or a full disk is dropped with a notice; damage elsewhere is an error."""
+        require_regular(self.metrics)
         try:
             text = self.metrics.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -173,6 +175,7 @@ class RunDir:
     ) -> None:
         env = {**environment(device), "world_size": world_size, "data_folder": data_folder}
         info = {"config": config, "environment": env, "resumes": []}
+        require_regular(self.config)
         try:
             first = self.read_info()
         except UserError as exc:  # our own derived file: rewrite it rather than refuse the run
@@ -189,6 +192,7 @@ class RunDir:
 
     def read_info(self) -> dict[str, Any]:
         """config.json as written by `write_config` ({} if absent); damage is a one-line error."""
+        require_regular(self.config)
         try:
             info = json.loads(self.config.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -197,7 +201,9 @@ class RunDir:
             raise file_error(exc, "read", self.config) from None
         except ValueError:
             info = None
-        if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        if not (isinstance(info, dict) and isinstance(info.get("config"), dict)) or not isinstance(
+            info.get("environment", {}), dict
+        ):
             raise UserError(f"{self.config} is damaged (not this tool's JSON); restore it or start a new run")
         return info
 
@@ -211,24 +217,32 @@ class RunDir:
 
     def _tensorboard(self, record: EpochRecord) -> None:
         """The same numbers as TensorBoard scalars, when the optional `tensorboard` package is installed."""
-        if self._writer is None:
-            try:
+        if self._writer is False:
+            return
+        try:
+            if self._writer is None:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # the [tensorboard] extra is not installed: the CSV is the record
-                return
-            self._writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
-        for key, value in record.to_row().items():
-            if key != "epoch":
-                self._writer.add_scalar(key, value, record.epoch)
-        self._writer.flush()
+
+                self._writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
+            for key, value in record.to_row().items():
+                if key != "epoch":
+                    self._writer.add_scalar(key, value, record.epoch)
+            self._writer.flush()
+        except ImportError:  # the [tensorboard] extra is not installed: the CSV is the record
+            self._writer = False
+        except Exception as exc:  # a full disk in its writer thread, say: the CSV stays the record
+            log.info(f"TensorBoard events are no longer written ({type(exc).__name__}); metrics.csv has every epoch")
+            self._writer = False
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._writer:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._writer = None
 
     def attach_log(self) -> logging.Handler:
         """Copy every logged line into train.log; the caller removes the handler when done."""
+        require_regular(self.log_file)
         try:
             handler = RunLogHandler(self.log_file, encoding="utf-8")
         except OSError as exc:
@@ -286,7 +300,11 @@ def protected_reason(path: Path, protect: tuple[Path, ...]) -> str | None:
 
 
 def foreign_reason(path: Path) -> str | None:
-    """Why `path` is not recognisably a run directory of this tool, or None if it is."""
+    """Why `path` is not recognisably a run directory of this tool, or None if it is: its config.json
+    must be this tool's, and every entry a regular file of a run's name (or a temp file of one), or
+    the tensorboard folder holding event files only. Links and folders under other names are foreign."""
+    if not is_regular(path / CONFIG):
+        return f"is not a run directory of alexnet-cifar (no {CONFIG} of its own)"
     try:
         info = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -295,13 +313,33 @@ def foreign_reason(path: Path) -> str | None:
     if not (isinstance(env, dict) and "alexnet_cifar" in env and isinstance(info.get("config"), dict)):
         return f"is not a run directory of alexnet-cifar (no {CONFIG} of its own)"
     for entry in path.iterdir():
-        if entry.name in RUN_FILES or TEMP_FILE.match(entry.name):
-            continue
-        return f"holds {entry.name!r}, which alexnet-cifar did not write"
-    board = path / TENSORBOARD
-    if board.exists() and not all(p.name.startswith("events.out.tfevents.") for p in board.iterdir()):
-        return f"holds files in {board} that alexnet-cifar did not write"
+        if entry.name == TENSORBOARD and entry.is_dir() and not entry.is_symlink():
+            if not all(p.name.startswith("events.out.tfevents.") and is_regular(p) for p in entry.iterdir()):
+                return f"holds files in {entry} that alexnet-cifar did not write"
+        elif not (is_regular(entry) and (entry.name in RUN_FILES or is_temp_of_run_file(entry.name))):
+            return f"holds {entry.name!r}, which alexnet-cifar did not write"
     return None
+
+
+def is_temp_of_run_file(name: str) -> bool:
+    """`.last.pt.1234.tmp` and the like: what atomic_write leaves if the process dies mid-write."""
+    match = TEMP_FILE.match(name)
+    return match is not None and match.group(1) in RUN_FILES
+
+
+def is_regular(path: Path) -> bool:
+    """A regular file itself, not a link to one, a folder, a FIFO or a device."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def require_regular(path: Path) -> None:
+    """Refuse to open a run file that is a link, FIFO or folder: reading could hang, and writing
+    (appending to train.log) would go through a link into someone else's file."""
+    if os.path.lexists(path) and not is_regular(path):
+        raise UserError(f"{path} is not a regular file (a link, folder or pipe); move it away, or start a new run")
 
 
 def environment(device: torch.device) -> dict[str, Any]:

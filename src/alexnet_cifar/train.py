@@ -286,9 +286,12 @@ def _fit(
         state = restore(trainer, resume, run)
         if not info.is_main:  # an interrupted epoch's partial sums were summed over ranks into rank 0's
             state.meter = None
+        if state.batch >= len(train_loader):
+            raise UserError(f"{run.last} is damaged: it stopped at batch {state.batch} of an epoch of "
+                            f"{len(train_loader)} batches; restore it, or start a new run with --run-dir")  # fmt: skip
         if info.is_main:  # after the resume's checks, so a refused resume leaves config.json as it was
-            record_start(run, cfg, data, device, info)
             run.truncate_metrics(state.epoch)
+            record_start(run, cfg, data, device, info)
         log.info(f"resuming {run.path} at epoch {state.epoch}, batch {state.batch}")
     log.info(data.summary())
     where = f"{info.world_size} processes on {device.type}" if info.enabled else str(device)
@@ -377,7 +380,7 @@ def restore(trainer: Trainer, resume: dict[str, Any], run: RunDir) -> Progress:
         trainer.load_state_dict(resume)
         state = Progress(**resume["progress"])
         set_rng_state(state.rng)
-    except (KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
         raise UserError(
             f"{run.last} does not fit this run ({type(exc).__name__} while restoring it); "
             "restore the file, or start a new run with --run-dir"
