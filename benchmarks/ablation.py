@@ -5,7 +5,7 @@
 
 Each rung is a normal run directory (OUT/rungN); a rung whose metrics.csv already holds all its
 epochs is read back instead of trained again, so an interrupted ladder picks up where it stopped.
-The rungs are listed in `alexnet_cifar.study.LADDER`; the script prints a markdown table with each
+The rungs are listed in `study.LADDER` (benchmarks/study.py); the script prints a markdown table with each
 rung's last and peak test accuracy, its gain over the rung above, seconds to 70% and per epoch.
 """
 
@@ -14,11 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from alexnet_cifar.data import load_cifar10, resolve_data_dir
+from alexnet_cifar.artifacts.run_dir import RunDir
+from alexnet_cifar.data.cifar10 import load_cifar10, resolve_data_dir
 from alexnet_cifar.errors import UserError
-from alexnet_cifar.run_dir import RunDir
-from alexnet_cifar.study import LADDER, SeedResult, ladder_configs, ladder_table
-from alexnet_cifar.train import fit
+from alexnet_cifar.training.loop import fit
+from study import LADDER, SeedResult, ladder_configs, ladder_table
 
 
 def main() -> int:

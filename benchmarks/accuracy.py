@@ -14,12 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
+from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import RECIPES, resolve_config
-from alexnet_cifar.data import load_cifar10, resolve_data_dir
+from alexnet_cifar.data.cifar10 import load_cifar10, resolve_data_dir
 from alexnet_cifar.errors import UserError
-from alexnet_cifar.run_dir import RunDir
-from alexnet_cifar.study import SeedResult, summary_table
-from alexnet_cifar.train import fit
+from alexnet_cifar.training.loop import fit
+from study import SeedResult, summary_table
 
 
 def main() -> int:

@@ -2,13 +2,13 @@
 
 import torch
 
-from alexnet_cifar.bench import BenchResult, Timing, run_benchmark
+from alexnet_cifar.bench.lesson import LessonDataset, data_tf
+from alexnet_cifar.bench.throughput import BenchResult, Timing, run_benchmark
 from alexnet_cifar.cli import main
-from alexnet_cifar.data import load_cifar10
-from alexnet_cifar.flops import macs_per_layer, training_flops_per_image
-from alexnet_cifar.lesson import LessonDataset, data_tf
-from alexnet_cifar.loader import DeviceLoader
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.data.loader import DeviceLoader
 from alexnet_cifar.model import AlexNet
+from alexnet_cifar.report.flops import macs_per_layer, training_flops_per_image
 
 
 def test_benchmark_smoke(fake_root):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from alexnet_cifar.atomic import atomic_write
-from alexnet_cifar.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from alexnet_cifar.artifacts.atomic import atomic_write
+from alexnet_cifar.artifacts.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from alexnet_cifar.errors import UserError
 from alexnet_cifar.model import AlexNet
 

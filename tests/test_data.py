@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_cifar.data import CLASSES, load_cifar10, missing_files, read_batch, resolve_data_dir
+from alexnet_cifar.data.cifar10 import CLASSES, load_cifar10, missing_files, read_batch, resolve_data_dir
 from alexnet_cifar.errors import DataError
 
 from .conftest import write_fake_cifar

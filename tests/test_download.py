@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_cifar.data import load_cifar10
-from alexnet_cifar.download import Sources, convert_png_strips, download_cifar10, safe_extract
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.data.download import Sources, convert_png_strips, download_cifar10, safe_extract
 from alexnet_cifar.errors import DataError
 
 from .conftest import write_fake_cifar

@@ -2,11 +2,11 @@ import json
 
 import torch
 
-from alexnet_cifar.checkpoint import save_checkpoint, save_weights
+from alexnet_cifar.artifacts.checkpoint import save_checkpoint, save_weights
 from alexnet_cifar.cli import main
-from alexnet_cifar.data import CLASSES, load_cifar10
-from alexnet_cifar.evaluate import classification_report, predict_logits
-from alexnet_cifar.loader import DeviceLoader
+from alexnet_cifar.data.cifar10 import CLASSES, load_cifar10
+from alexnet_cifar.data.loader import DeviceLoader
+from alexnet_cifar.inference.evaluate import classification_report, predict_logits
 from alexnet_cifar.model import AlexNet
 
 

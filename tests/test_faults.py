@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_cifar.checkpoint import load_checkpoint
+from alexnet_cifar.artifacts.checkpoint import load_checkpoint
 
 from .conftest import TINY, assert_one_line_error, run_cli, write_fake_cifar
 
@@ -184,7 +184,7 @@ def test_synthetic_with_a_data_dir_is_a_usage_error(fake_root, tmp_path, capsys)
 
 
 def test_interrupted_run_names_a_resume_command_that_works(fake_root, tmp_path, capsys, monkeypatch):
-    from alexnet_cifar import signals
+    from alexnet_cifar.training import signals
 
     monkeypatch.setattr(signals.StopOnSignal, "requested", property(lambda self: True))
     code, _, err = train(capsys, fake_root, tmp_path / "run", "--epochs", "2")
@@ -322,7 +322,7 @@ def test_ctrl_c_while_starting_is_one_line(capsys, monkeypatch):
 
 
 def test_resume_hint_quotes_a_path_with_spaces(fake_root, tmp_path, capsys, monkeypatch):
-    from alexnet_cifar import signals
+    from alexnet_cifar.training import signals
 
     monkeypatch.setattr(signals.StopOnSignal, "requested", property(lambda self: True))
     code, _, err = train(capsys, fake_root, tmp_path / "my run", "--epochs", "2")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alexnet_cifar.loader import Augment, DeviceLoader, random_crop
+from alexnet_cifar.data.loader import Augment, DeviceLoader, random_crop
 
 
 def split(n: int = 100):

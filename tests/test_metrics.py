@@ -2,7 +2,7 @@ import re
 
 import torch
 
-from alexnet_cifar.metrics import EpochRecord, Meter
+from alexnet_cifar.training.metrics import EpochRecord, Meter
 
 LESSON_LINE = re.compile(
     r"^Epoch \d+\. Train Loss: \d+\.\d{6}, Train Acc: \d\.\d{6}, "

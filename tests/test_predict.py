@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_cifar.checkpoint import save_weights
+from alexnet_cifar.artifacts.checkpoint import save_weights
 from alexnet_cifar.cli import main
-from alexnet_cifar.data import CLASSES
+from alexnet_cifar.data.cifar10 import CLASSES
+from alexnet_cifar.inference.predict import decode_rgb, find_images, load_image, predict_files, read_image
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.predict import decode_rgb, find_images, load_image, predict_files, read_image
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alexnet_cifar.checkpoint import load_checkpoint
+from alexnet_cifar.artifacts.checkpoint import load_checkpoint
+from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import read_config_file, resolve_config
 from alexnet_cifar.errors import UserError
-from alexnet_cifar.metrics import EpochRecord
-from alexnet_cifar.run_dir import RunDir
-from alexnet_cifar.train import build_trainer, restore
+from alexnet_cifar.training.loop import build_trainer, restore
+from alexnet_cifar.training.metrics import EpochRecord
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CFG = resolve_config("seed", {"device": "cpu", "momentum": 0.9, "ema": 0.9})
@@ -28,8 +28,8 @@ def clean_error(exc: UserError) -> None:
 @pytest.fixture(scope="module")
 def checkpoint_bytes(tmp_path_factory) -> bytes:
     """A real training checkpoint of a few steps (momentum and EMA on, so every entry is filled)."""
-    from alexnet_cifar.data import synthetic_cifar10
-    from alexnet_cifar.train import fit
+    from alexnet_cifar.data.cifar10 import synthetic_cifar10
+    from alexnet_cifar.training.loop import fit
 
     run = RunDir.create(tmp_path_factory.mktemp("ck") / "run")
     data = synthetic_cifar10(n_train=64, n_test=32)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.cli import main
 from alexnet_cifar.config import resolve_config
-from alexnet_cifar.data import load_cifar10
-from alexnet_cifar.run_dir import RunDir
-from alexnet_cifar.train import fit
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.training.loop import fit
 
 
 class ImageCollector(HTMLParser):
@@ -136,7 +136,7 @@ def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
 
 def test_read_metrics_names_a_missing_or_empty_file(tmp_path):
     from alexnet_cifar.errors import UserError
-    from alexnet_cifar.report import read_metrics
+    from alexnet_cifar.report.run_report import read_metrics
 
     with pytest.raises(UserError, match="metrics.csv is missing; pass a run directory"):
         read_metrics(tmp_path)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
-from alexnet_cifar.data import load_cifar10
+from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.errors import NonFiniteLoss
-from alexnet_cifar.run_dir import RunDir
-from alexnet_cifar.train import fit
+from alexnet_cifar.training.loop import fit
 
 from .conftest import write_fake_cifar
 

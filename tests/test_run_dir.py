@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
+from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.errors import UserError
-from alexnet_cifar.metrics import EpochRecord
-from alexnet_cifar.run_dir import RunDir
+from alexnet_cifar.training.metrics import EpochRecord
 
 from .conftest import TINY, assert_one_line_error, run_cli
 

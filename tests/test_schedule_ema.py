@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from alexnet_cifar.config import resolve_config
-from alexnet_cifar.data import load_cifar10
-from alexnet_cifar.ema import EMA
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.data.loader import DeviceLoader
 from alexnet_cifar.errors import UsageError
-from alexnet_cifar.evaluate import evaluate
-from alexnet_cifar.loader import DeviceLoader
+from alexnet_cifar.inference.evaluate import evaluate
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.schedule import lr_factor
-from alexnet_cifar.train import build_trainer, peak_lr, train_one_epoch
+from alexnet_cifar.training.ema import EMA
+from alexnet_cifar.training.loop import build_trainer, peak_lr, train_one_epoch
+from alexnet_cifar.training.schedule import lr_factor
 
 
 def test_linear_schedule_with_warmup_is_a_one_cycle():
@@ -68,9 +68,9 @@ def test_ema_update_arithmetic():
 
 
 def test_ema_is_evaluated_and_saved(fake_root, tmp_path):
-    from alexnet_cifar.checkpoint import load_model
-    from alexnet_cifar.run_dir import RunDir
-    from alexnet_cifar.train import fit
+    from alexnet_cifar.artifacts.checkpoint import load_model
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.training.loop import fit
 
     cfg = resolve_config("seed", {"epochs": 1, "batch_size": 10, "lr": 0.05, "ema": 0.9, "device": "cpu"})
     run = RunDir.create(tmp_path / "run")

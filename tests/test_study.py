@@ -5,8 +5,8 @@ import pytest
 
 from alexnet_cifar.cli import main
 from alexnet_cifar.config import RECIPES, recipes_table
-from alexnet_cifar.metrics import EpochRecord
-from alexnet_cifar.study import LADDER, SeedResult, ladder_configs, ladder_table, summary_table
+from alexnet_cifar.training.metrics import EpochRecord
+from study import LADDER, SeedResult, ladder_configs, ladder_table, summary_table
 
 
 def history(accs, seconds=10.0):

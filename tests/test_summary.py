@@ -1,6 +1,6 @@
 from alexnet_cifar.cli import main
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.summary import layer_table, model_summary
+from alexnet_cifar.report.summary import layer_table, model_summary
 
 
 def test_layer_table_totals_and_shapes():

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
+from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
-from alexnet_cifar.data import load_cifar10
+from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.errors import UsageError
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.run_dir import RunDir
-from alexnet_cifar.train import build_optimizer, fit, select_device
+from alexnet_cifar.training.loop import build_optimizer, fit, select_device
 
 from .conftest import write_fake_cifar
 

@@ -26,7 +26,7 @@ from .config import DEVICES, RECIPES, TrainConfig, read_config_file, resolve_con
 from .errors import Interrupted, UsageError, UserError, file_error
 
 if TYPE_CHECKING:
-    from .data import CIFAR10
+    from .data.cifar10 import CIFAR10
 
 PROG = "alexnet-cifar"
 SEED = RECIPES["seed"]
@@ -271,8 +271,8 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ensure_data(data_dir: Path, allow_download: bool) -> None:
-    from .data import missing_files
-    from .download import download_cifar10
+    from .data.cifar10 import missing_files
+    from .data.download import download_cifar10
 
     if data_dir.is_dir() and not missing_files(data_dir):
         return
@@ -286,7 +286,7 @@ def ensure_data(data_dir: Path, allow_download: bool) -> None:
 
 
 def get_data(args: argparse.Namespace, allow_download: bool) -> CIFAR10:
-    from .data import load_cifar10, resolve_data_dir, synthetic_cifar10
+    from .data.cifar10 import load_cifar10, resolve_data_dir, synthetic_cifar10
 
     if getattr(args, "synthetic", False):
         if args.data_dir is not None:
@@ -298,8 +298,8 @@ def get_data(args: argparse.Namespace, allow_download: bool) -> CIFAR10:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .run_dir import RunDir, default_run_dir
-    from .train import fit, select_device
+    from .artifacts.run_dir import RunDir, default_run_dir
+    from .training.loop import fit, select_device
 
     if args.resume:
         return cmd_resume(args)
@@ -323,22 +323,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def is_main_process() -> bool:
     """Rank 0 of a torchrun job, or a plain single process: the one that writes and prints."""
-    from .distributed import from_environment
+    from .training.distributed import from_environment
 
     return from_environment().is_main
 
 
 def finish_run(args: argparse.Namespace, run, data: CIFAR10, cfg: TrainConfig) -> None:
     if args.report and is_main_process():
-        from .report import write_report
-        from .train import select_device
+        from .report.run_report import write_report
+        from .training.loop import select_device
 
         log.info(f"report written: {write_report(run.path, data, select_device(cfg.device))}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .resume import open_resume
-    from .train import fit
+    from .training.loop import fit
+    from .training.resume import open_resume
 
     if args.run_dir or args.overwrite:
         raise UsageError("--resume continues the run in its own folder; drop --run-dir and --overwrite")
@@ -361,8 +361,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .data import load_cifar10, resolve_data_dir
-    from .download import download_cifar10
+    from .data.cifar10 import load_cifar10, resolve_data_dir
+    from .data.download import download_cifar10
 
     data_dir = resolve_data_dir(args.data_dir)
     download_cifar10(data_dir, log=log.info, show_progress=not args.quiet)
@@ -373,8 +373,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench import run_benchmark
-    from .train import select_device
+    from .bench.throughput import run_benchmark
+    from .training.loop import select_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -398,11 +398,11 @@ def load_for_inference(args: argparse.Namespace):
     """A checkpoint or plain state_dict as a PyTorch model, or an .onnx file run by onnxruntime."""
     import torch
 
-    from .checkpoint import load_model
-    from .train import select_device
+    from .artifacts.checkpoint import load_model
+    from .training.loop import select_device
 
     if args.checkpoint.suffix == ".onnx":
-        from .export import OnnxModel
+        from .inference.export import OnnxModel
 
         return OnnxModel(args.checkpoint), {}, torch.device("cpu")
     device = select_device(args.device)
@@ -411,8 +411,8 @@ def load_for_inference(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import classification_report, predict_logits
-    from .loader import DeviceLoader
+    from .data.loader import DeviceLoader
+    from .inference.evaluate import classification_report, predict_logits
 
     model, _, device = load_for_inference(args)
     data = get_data(args, allow_download=False)
@@ -428,8 +428,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import CLASSES
-    from .predict import find_images, predict_files
+    from .data.cifar10 import CLASSES
+    from .inference.predict import find_images, predict_files
 
     model, _, _ = load_for_inference(args)
     paths = find_images(args.images)
@@ -448,8 +448,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-    from .train import select_device
+    from .report.run_report import write_report
+    from .training.loop import select_device
 
     data = report_data(args)
     out = write_report(args.run_dir, data, select_device(args.device))
@@ -459,8 +459,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def report_data(args: argparse.Namespace) -> CIFAR10 | None:
     """The test set for a report: --data-dir, else where the run trained, else the default; None if absent."""
-    from .data import load_cifar10, missing_files, resolve_data_dir
-    from .run_dir import RunDir
+    from .artifacts.run_dir import RunDir
+    from .data.cifar10 import load_cifar10, missing_files, resolve_data_dir
 
     if not args.run_dir.is_dir():
         raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
@@ -485,9 +485,9 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import load_cifar10, missing_files, resolve_data_dir
-    from .export import export_verified
-    from .loader import PIXEL_SCALE, PIXEL_SHIFT
+    from .data.cifar10 import load_cifar10, missing_files, resolve_data_dir
+    from .data.loader import PIXEL_SCALE, PIXEL_SHIFT
+    from .inference.export import export_verified
 
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir.is_dir() and not missing_files(data_dir):
@@ -500,7 +500,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .summary import model_summary
+    from .report.summary import model_summary
 
     print(model_summary())
     return 0

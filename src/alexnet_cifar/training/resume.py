@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint
-from .config import TrainConfig, resolve_config
-from .errors import UsageError, UserError
-from .run_dir import RunDir
+from ..artifacts.checkpoint import load_checkpoint
+from ..artifacts.run_dir import RunDir
+from ..config import TrainConfig, resolve_config
+from ..errors import UsageError, UserError
 
 RESUME_MAY_CHANGE = ("epochs", "device", "threads")  # more epochs extend a run; the others only move it
 

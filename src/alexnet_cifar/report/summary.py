@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..model import AlexNet
 from .flops import macs_per_layer
-from .model import AlexNet
 
 
 def layer_table(model: nn.Module) -> list[tuple[str, tuple[int, ...], int, int]]:

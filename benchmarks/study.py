@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import TrainConfig, resolve_config
-from .metrics import EpochRecord
+from alexnet_cifar.config import TrainConfig, resolve_config
+from alexnet_cifar.training.metrics import EpochRecord
 
 TARGET = 0.70  # the lesson's accuracy, which every recipe is timed against
 

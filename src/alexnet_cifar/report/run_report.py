@@ -20,15 +20,15 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .atomic import atomic_write
-from .checkpoint import load_model
-from .data import CIFAR10
-from .errors import UserError
-from .evaluate import ClassificationReport, classification_report, predict_logits
-from .lesson import LESSON_HISTORY
-from .loader import DeviceLoader
-from .metrics import EpochRecord
-from .run_dir import RunDir, is_regular
+from ..artifacts.atomic import atomic_write
+from ..artifacts.checkpoint import load_model
+from ..artifacts.run_dir import RunDir, is_regular
+from ..bench.lesson import LESSON_HISTORY
+from ..data.cifar10 import CIFAR10
+from ..data.loader import DeviceLoader
+from ..errors import UserError
+from ..inference.evaluate import ClassificationReport, classification_report, predict_logits
+from ..training.metrics import EpochRecord
 
 WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
 MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UserError, file_error
+from ..model import AlexNet
 from .atomic import write_bytes_atomic
-from .errors import UserError, file_error
-from .model import AlexNet
 
 FOREIGN_HINT = "pass a run's last.pt, best.pt or model.pt written by alexnet-cifar"
 DAMAGED_HINT = "the file was changed or written by another program: restore it, or start a new run"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from .errors import file_error
+from ..errors import file_error
 
 
 @contextmanager

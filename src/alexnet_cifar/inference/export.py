@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_model
-from .errors import UserError, file_error
+from ..artifacts.checkpoint import load_model
+from ..errors import UserError, file_error
 
 EXTRA_HINT = "ONNX support needs the optional extra: pip install 'alexnet-cifar[onnx]' (onnx, onnxruntime, onnxscript)"
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| logit difference accepted by verification

@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import atomic_write
-from .data import BATCH_DIR, TEST_FILE, TRAIN_FILES, missing_files, write_batch, write_meta
-from .errors import DataError
+from ..artifacts.atomic import atomic_write
+from ..errors import DataError
+from .cifar10 import BATCH_DIR, TEST_FILE, TRAIN_FILES, missing_files, write_batch, write_meta
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write
-from .errors import DataError
+from ..artifacts.atomic import atomic_write
+from ..errors import DataError
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

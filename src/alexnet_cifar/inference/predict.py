@@ -19,8 +19,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from .errors import UserError
-from .loader import PIXEL_SCALE, PIXEL_SHIFT
+from ..data.loader import PIXEL_SCALE, PIXEL_SHIFT
+from ..errors import UserError
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())  # .png, .jpg, .webp, .bmp, ...
 # Decoded pixels allowed per image (192 MB as RGB): above any real photo that is not a JPEG (those are

@@ -8,7 +8,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str, final: float) -> float:

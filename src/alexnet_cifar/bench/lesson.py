@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import Split
+from ..data.cifar10 import Split
 
 
 def data_tf(x: Image.Image) -> torch.Tensor:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .loader import DeviceLoader
-from .metrics import Meter
+from ..data.loader import DeviceLoader
+from ..training.metrics import Meter
 
 
 def classify(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch.Tensor:

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .config import TrainConfig, resolve_config
-from .data import CIFAR10
-from .evaluate import evaluate
-from .flops import training_flops_per_image
+from ..config import TrainConfig, resolve_config
+from ..data.cifar10 import CIFAR10
+from ..inference.evaluate import evaluate
+from ..model import AlexNet
+from ..report.flops import training_flops_per_image
+from ..training.loop import build_trainer, make_loaders, train_one_epoch
 from .lesson import lesson_eval_step, lesson_loader, lesson_train_step
-from .model import AlexNet
-from .train import build_trainer, make_loaders, train_one_epoch
 
 
 def best_settings(device: torch.device) -> dict[str, object]:

@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError, file_error
+from ..training.metrics import EpochRecord
 from .atomic import atomic_write
-from .errors import UserError, file_error
-from .metrics import EpochRecord
 
 log = logging.getLogger("alexnet_cifar")
 
@@ -343,7 +343,7 @@ def require_regular(path: Path) -> None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     return {
         "alexnet_cifar": __version__,

@@ -28,19 +28,19 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
+from ..artifacts.checkpoint import save_checkpoint, save_weights
+from ..artifacts.run_dir import RunDir
+from ..config import TrainConfig
+from ..data.cifar10 import CIFAR10, data_fingerprint
+from ..data.loader import Augment, DeviceLoader
+from ..errors import Interrupted, NonFiniteLoss, UsageError, UserError
+from ..inference.evaluate import evaluate
+from ..model import AlexNet
+from ..progress import POSTFIX_EVERY, progress_bar
 from . import distributed
-from .checkpoint import save_checkpoint, save_weights
-from .config import TrainConfig
-from .data import CIFAR10, data_fingerprint
 from .distributed import DistInfo
 from .ema import EMA
-from .errors import Interrupted, NonFiniteLoss, UsageError, UserError
-from .evaluate import evaluate
-from .loader import Augment, DeviceLoader
 from .metrics import EpochRecord, Meter
-from .model import AlexNet
-from .progress import POSTFIX_EVERY, progress_bar
-from .run_dir import RunDir
 from .schedule import build_scheduler
 from .signals import EXIT_CODES, StopOnSignal
 
