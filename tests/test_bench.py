@@ -3,7 +3,7 @@
 import torch
 
 from alexnet_cifar.bench.lesson import LessonDataset, data_tf
-from alexnet_cifar.bench.throughput import BenchResult, Timing, run_benchmark
+from alexnet_cifar.bench.throughput import BenchPlan, BenchResult, Timing, run_benchmark
 from alexnet_cifar.cli import main
 from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.data.loader import DeviceLoader
@@ -13,7 +13,8 @@ from alexnet_cifar.report.flops import macs_per_layer, training_flops_per_image
 
 def test_benchmark_smoke(fake_root):
     data = load_cifar10(fake_root)
-    result = run_benchmark(data, torch.device("cpu"), repeats=2, batches=1, eval_images=30, log=lambda s: None)
+    plan = BenchPlan(repeats=2, batches=1, eval_images=30)
+    result = run_benchmark(data, torch.device("cpu"), plan, log=lambda s: None)
     assert [len(t.images_per_s) for t in result.train + result.evals] == [2] * 6
     assert all(v > 0 for t in result.train + result.evals for v in t.images_per_s)
     assert result.epoch_seconds["the seed recipe"] > 0 and result.matmul_gflops["float32"] > 0
@@ -25,9 +26,12 @@ def test_report_ratios_and_ceiling_by_hand():
     result = BenchResult(
         train=[Timing("a", [1000.0, 900, 1100]), Timing("b", [1500.0]), Timing("c", [3000.0])],
         evals=[Timing("a", [2000.0]), Timing("b", [5000.0]), Timing("c", [8000.0])],
-        matmul_gflops={"float32": 200.0, "bfloat16": 400.0}, flops_per_image=100_000_000,
-        best_settings={"amp": True}, device="cpu", threads=2,
-    )  # fmt: skip
+        matmul_gflops={"float32": 200.0, "bfloat16": 400.0},
+        flops_per_image=100_000_000,
+        best_settings={"amp": True},
+        device="cpu",
+        threads=2,
+    )
     report = result.report()
     assert "b/a 1.50, c/a 3.00" in report and "ours/lesson 2.50, best/lesson 4.00" in report
     assert "(b) reaches 75% of the float32 matmul rate, (c) 75% of the bfloat16 one" in report

@@ -10,6 +10,7 @@ import torch
 from alexnet_cifar.cli import main
 from alexnet_cifar.model import AlexNet
 
+from .conftest import TINY, run_cli
 from .test_metrics import LESSON_LINE
 
 
@@ -31,9 +32,12 @@ def test_train_one_epoch_end_to_end(fake_root, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_data_dir_from_environment(fake_root, tmp_path):
-    done = cli("train", "--epochs", "1", "--run-dir", str(tmp_path / "run"), env={"CIFAR10_ROOT": str(fake_root)})
-    assert done.returncode == 0, done.stderr
+def test_data_dir_from_environment(fake_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./data here to fall back on
+    monkeypatch.setenv("CIFAR10_ROOT", str(fake_root))
+    code, out, err = run_cli(capsys, "train", "--no-download", "--run-dir", tmp_path / "run", *TINY)
+    assert code == 0, err
+    assert f"CIFAR-10 at {fake_root / 'cifar-10-batches-py'}" in out
 
 
 @pytest.mark.parametrize(

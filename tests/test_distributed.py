@@ -22,8 +22,17 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "alexnet_cifar", "train", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "alexnet_cifar",
+        "train",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -38,11 +47,13 @@ def max_difference(a: Path, b: Path) -> float:
 
 
 def test_two_processes_match_one_with_the_global_batch(data_dir, tmp_path):
-    two = torchrun("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "2",
-                   "--batch-size", "16", *COMMON)  # fmt: skip
+    two = torchrun(
+        "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "2", "--batch-size", "16", *COMMON
+    )
     assert two.returncode == 0, two.stdout + two.stderr
-    one = single("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2",
-                 "--batch-size", "32", *COMMON)  # fmt: skip
+    one = single(
+        "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2", "--batch-size", "32", *COMMON
+    )
     assert one.returncode == 0, one.stderr
     assert "all 2 ranks hold identical weights: yes" in two.stdout
     assert "global batch 32 = 16 per rank x 2 ranks" in two.stdout
@@ -63,15 +74,29 @@ def epoch_numbers(out: str) -> list[float]:
 
 
 def test_distributed_resume_extends_like_a_single_run(data_dir, tmp_path):
-    first = torchrun("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "1",
-                     "--batch-size", "16", *COMMON)  # fmt: skip
+    first = torchrun(
+        "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "1", "--batch-size", "16", *COMMON
+    )
     assert first.returncode == 0, first.stdout + first.stderr
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alexnet_cifar",
-           "train", "--resume", str(tmp_path / "two"), "--epochs", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "alexnet_cifar",
+        "train",
+        "--resume",
+        str(tmp_path / "two"),
+        "--epochs",
+        "2",
+    ]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    one = single("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2",
-                 "--batch-size", "32", *COMMON)  # fmt: skip
+    one = single(
+        "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2", "--batch-size", "32", *COMMON
+    )
     assert one.returncode == 0
     assert max_difference(tmp_path / "one", tmp_path / "two") < 1e-5
 
@@ -81,8 +106,21 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(tmp_path_
     checkpoint, all leave the group together, and the resumed run ends as an unbroken one does."""
     data = write_fake_cifar(tmp_path_factory.mktemp("ddp-signal") / "data", per_batch=384, n_test=50)  # 60 x 32
     args = ["--data-dir", str(data), "--epochs", "4", *COMMON]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "alexnet_cifar", "train", "--run-dir", str(tmp_path / "two"), "--batch-size", "16", *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "alexnet_cifar",
+        "train",
+        "--run-dir",
+        str(tmp_path / "two"),
+        "--batch-size",
+        "16",
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / "two" / "last.pt").exists():  # epoch 0 is done
@@ -93,8 +131,18 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(tmp_path_
     assert "stopped by SIGTERM" in out + err and "terminate called" not in err, out + err
     progress = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["progress"]
     assert (progress["epoch"], progress["batch"]) < (4, 0), "the run finished before the signal"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alexnet_cifar",
-           "train", "--resume", str(tmp_path / "two")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "alexnet_cifar",
+        "train",
+        "--resume",
+        str(tmp_path / "two"),
+    ]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     whole = torchrun("--run-dir", str(tmp_path / "whole"), "--batch-size", "16", *args)  # never interrupted

@@ -14,12 +14,13 @@ import torch
 from PIL import Image
 
 from alexnet_cifar.artifacts.checkpoint import save_weights
+from alexnet_cifar.artifacts.onnx_model import OnnxModel
 from alexnet_cifar.cli import main
 from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.data.loader import DeviceLoader
 from alexnet_cifar.errors import UserError
 from alexnet_cifar.inference import export
-from alexnet_cifar.inference.export import TOLERANCE, OnnxModel, export_onnx, export_verified
+from alexnet_cifar.inference.export import TOLERANCE, export_onnx, export_verified
 from alexnet_cifar.model import AlexNet
 
 pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alexnet_cifar.data.loader import Augment, DeviceLoader, random_crop
+from alexnet_cifar.data.loader import Augment, DeviceLoader, Sampling, random_crop
 
 
 def split(n: int = 100):
@@ -17,7 +17,7 @@ def ids(x: torch.Tensor) -> list[int]:
 
 def test_every_sample_exactly_once_per_epoch_with_short_last_batch():
     images, labels = split(100)
-    loader = DeviceLoader(images, labels, batch_size=32, shuffle=True, seed=1)
+    loader = DeviceLoader(images, labels, batch_size=32, sampling=Sampling(shuffle=True, seed=1))
     batches = list(loader)
     assert [len(y) for _, y in batches] == [32, 32, 32, 4] and len(loader) == 4
     seen = [i for x, _ in batches for i in ids(x)]
@@ -27,21 +27,21 @@ def test_every_sample_exactly_once_per_epoch_with_short_last_batch():
 
 
 def test_drop_last():
-    loader = DeviceLoader(*split(100), batch_size=32, drop_last=True)
+    loader = DeviceLoader(*split(100), batch_size=32, sampling=Sampling(drop_last=True))
     assert [len(y) for _, y in loader] == [32, 32, 32] and len(loader) == 3
 
 
 def test_same_seed_same_order_new_epoch_new_order():
     images, labels = split(100)
-    a = DeviceLoader(images, labels, 10, shuffle=True, seed=7)
-    b = DeviceLoader(images, labels, 10, shuffle=True, seed=7)
+    a = DeviceLoader(images, labels, 10, sampling=Sampling(shuffle=True, seed=7))
+    b = DeviceLoader(images, labels, 10, sampling=Sampling(shuffle=True, seed=7))
     assert a.order().tolist() == b.order().tolist()
     first = a.order().tolist()
     a.set_epoch(1)
     assert a.order().tolist() != first
     a.set_epoch(0)
     assert a.order().tolist() == first
-    assert DeviceLoader(images, labels, 10, shuffle=True, seed=8).order().tolist() != first
+    assert DeviceLoader(images, labels, 10, sampling=Sampling(shuffle=True, seed=8)).order().tolist() != first
 
 
 def test_no_shuffle_keeps_file_order():
@@ -64,7 +64,7 @@ def test_channels_last_batches():
 def test_augmentation_keeps_shape_and_range_and_changes_images():
     images, labels = split(64)
     plain = torch.cat([x for x, _ in DeviceLoader(images, labels, 64)])
-    aug = DeviceLoader(images, labels, 64, augment=Augment(crop_padding=4, flip=True), seed=3)
+    aug = DeviceLoader(images, labels, 64, sampling=Sampling(augment=Augment(crop_padding=4, flip=True), seed=3))
     x = torch.cat([x for x, _ in aug])
     assert x.shape == plain.shape and x.min() >= -1 and x.max() <= 1
     assert (x != plain).flatten(1).any(1).float().mean() > 0.8
@@ -73,7 +73,8 @@ def test_augmentation_keeps_shape_and_range_and_changes_images():
 
 def test_flip_is_an_exact_mirror():
     x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8)
-    out = torch.cat([b for b, _ in DeviceLoader(x, torch.zeros(200, dtype=torch.long), 50, augment=Augment(flip=True))])
+    loader = DeviceLoader(x, torch.zeros(200, dtype=torch.long), 50, sampling=Sampling(augment=Augment(flip=True)))
+    out = torch.cat([b for b, _ in loader])
     x = x.float() * (2 / 255) - 1
     flipped = torch.isclose(out, x.flip(3)).flatten(1).all(1)
     same = torch.isclose(out, x).flatten(1).all(1)
@@ -91,7 +92,9 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image():
 
 def test_batches_from_the_middle_equal_an_unbroken_epoch():
     images, labels = split(100)
-    loader = DeviceLoader(images, labels, 16, shuffle=True, augment=Augment(crop_padding=2, flip=True), seed=5)
+    loader = DeviceLoader(
+        images, labels, 16, sampling=Sampling(shuffle=True, augment=Augment(crop_padding=2, flip=True), seed=5)
+    )
     loader.set_epoch(3)
     whole = list(loader)
     tail = list(loader.batches(start=4))

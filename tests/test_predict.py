@@ -42,8 +42,18 @@ def images(tmp_path):
 
 
 def test_every_mode_becomes_3x32x32_uint8(images):
-    for name in ["a.png", "b.jpg", "c.bmp", "d.webp", "grey.png", "rgba.png", "palette.png", "sixteen.png",
-                 "one.png", "large.jpg"]:  # fmt: skip
+    for name in [
+        "a.png",
+        "b.jpg",
+        "c.bmp",
+        "d.webp",
+        "grey.png",
+        "rgba.png",
+        "palette.png",
+        "sixteen.png",
+        "one.png",
+        "large.jpg",
+    ]:
         x = load_image(images / name)
         assert x.shape == (3, 32, 32) and x.dtype == torch.uint8, name
 

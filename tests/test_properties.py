@@ -14,8 +14,8 @@ from alexnet_cifar.artifacts.checkpoint import load_checkpoint
 from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import read_config_file, resolve_config
 from alexnet_cifar.errors import UserError
-from alexnet_cifar.training.loop import build_trainer, restore
 from alexnet_cifar.training.metrics import EpochRecord
+from alexnet_cifar.training.trainer import build_trainer, restore
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CFG = resolve_config("seed", {"device": "cpu", "momentum": 0.9, "ema": 0.9})
@@ -76,12 +76,34 @@ VALUES = st.one_of(
     st.builds(torch.zeros, st.integers(0, 5)),
 )
 ENTRIES = [
-    "optimizer", "scheduler", "ema", "config", "progress", "data_folder", "data_fingerprint",
-    "optimizer/state", "optimizer/param_groups", "scheduler/last_epoch", "ema/updates", "ema/model",
-    "config/recipe", "config/lr", "config/epochs", "config/batch_size", "progress/epoch", "progress/batch",
-    "progress/step", "progress/seconds", "progress/best_acc", "progress/meter", "progress/rng",
-    "progress/rng/torch", "progress/rng/numpy", "progress/rng/python", "model/fc3.bias",
-]  # fmt: skip
+    "optimizer",
+    "scheduler",
+    "ema",
+    "config",
+    "progress",
+    "data_folder",
+    "data_fingerprint",
+    "optimizer/state",
+    "optimizer/param_groups",
+    "scheduler/last_epoch",
+    "ema/updates",
+    "ema/model",
+    "config/recipe",
+    "config/lr",
+    "config/epochs",
+    "config/batch_size",
+    "progress/epoch",
+    "progress/batch",
+    "progress/step",
+    "progress/seconds",
+    "progress/best_acc",
+    "progress/meter",
+    "progress/rng",
+    "progress/rng/torch",
+    "progress/rng/numpy",
+    "progress/rng/python",
+    "model/fc3.bias",
+]
 
 
 @SETTINGS

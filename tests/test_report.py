@@ -80,9 +80,14 @@ def test_report_without_data_has_curves_only(tmp_path, fake_root):
     assert list(parser.images) == ["curves.png"]
 
 
+def train_command(fake_root, run_dir, *extra: str) -> list[str]:
+    """`alexnet-cifar train` for one epoch on the fake data, as a subprocess's argv."""
+    args = ["train", "--epochs", "1", "--batch-size", "16", "--data-dir", str(fake_root), "--run-dir", str(run_dir)]
+    return [sys.executable, "-m", "alexnet_cifar", *args, *extra]
+
+
 def test_train_with_report_and_no_progress_bars_off_a_terminal(tmp_path, fake_root):
-    cmd = [sys.executable, "-m", "alexnet_cifar", "train", "--epochs", "1", "--batch-size", "16", "--data-dir",
-           str(fake_root), "--run-dir", str(tmp_path / "run"), "--report"]  # fmt: skip
+    cmd = train_command(fake_root, tmp_path / "run", "--report")
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CIFAR10_ROOT": ""}, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "report.html").exists()
@@ -96,8 +101,7 @@ def test_progress_bar_shows_on_a_terminal(tmp_path, fake_root):
 
     outputs = []
     for extra in ([], ["--quiet"]):
-        cmd = [sys.executable, "-m", "alexnet_cifar", "train", "--epochs", "1", "--batch-size", "16", "--data-dir",
-               str(fake_root), "--run-dir", str(tmp_path / f"run{len(outputs)}"), *extra]  # fmt: skip
+        cmd = train_command(fake_root, tmp_path / f"run{len(outputs)}", *extra)
         chunks = []
 
         def read(fd, chunks=chunks):
@@ -126,8 +130,8 @@ def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
     assert main(["report", str(run.path), "--data-dir", str(fake_root)]) == 0
     script = Path(__file__).parents[1] / "scripts" / "screenshot_report.sh"
     env = {**os.environ, "WINDOW": "900,1200"}
-    done = subprocess.run(["bash", str(script), str(run.path), str(tmp_path / "shot.png")], capture_output=True,
-                          text=True, env=env, timeout=120)  # fmt: skip
+    cmd = ["bash", str(script), str(run.path), str(tmp_path / "shot.png")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     shot = Image.open(tmp_path / "shot.png")
     assert shot.size == (900, 1200)

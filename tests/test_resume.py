@@ -3,7 +3,6 @@ the NaN guard and deterministic repeats."""
 
 import csv
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.errors import NonFiniteLoss
 from alexnet_cifar.training.loop import fit
 
-from .conftest import write_fake_cifar
+from .conftest import assert_one_line_error, run_cli, write_fake_cifar
 
 # 2,000 fake training images in batches of 16: 125 batches, a fraction of a second per epoch.
 ARGS = ["--batch-size", "16", "--lr", "0.02", "--device", "cpu", "--threads", "1"]
@@ -33,6 +32,24 @@ def data_dir(tmp_path_factory) -> Path:
 def start(data_dir: Path, run: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "alexnet_cifar", "train", "--data-dir", str(data_dir), "--run-dir", str(run)]
     return subprocess.Popen([*cmd, *ARGS, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def one_thread():
+    """In-process runs use --threads 1 like the subprocess ones (the same arithmetic); restore after."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def train_here(capsys, data_dir: Path, run: Path, *extra: str) -> tuple[int, str, str]:
+    """The CLI's train in this process: no start-up cost, the same arguments as `start`."""
+    return run_cli(capsys, "train", "--data-dir", data_dir, "--run-dir", run, "--quiet", *ARGS, *extra)
+
+
+def resume_here(capsys, run: Path, *extra: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "train", "--resume", run, "--no-download", "--quiet", *extra)
 
 
 def resume(run: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -72,11 +89,10 @@ def epochs_in_metrics(run: Path) -> list[int]:
         return [int(r["epoch"]) for r in csv.DictReader(f)]
 
 
-def test_sigkill_at_a_random_batch_then_resume_gives_identical_weights(data_dir, reference, tmp_path):
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_dir, reference, tmp_path):
     run = tmp_path / "run"
     proc = start(data_dir, run, "--epochs", "3")
-    wait_for(run / "last.pt", proc)  # epoch 0 is done
-    time.sleep(random.uniform(0.0, 0.3))
+    wait_for(run / "last.pt", proc)  # epoch 0 is done; SIGKILL lands in epoch 1, which leaves no checkpoint
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
@@ -111,22 +127,21 @@ def test_sigterm_exits_143(data_dir, tmp_path):
     assert proc.returncode == 143 and "SIGTERM" in err
 
 
-def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference, tmp_path):
+def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference, tmp_path, capsys, one_thread):
     run = tmp_path / "run"
-    assert start(data_dir, run, "--epochs", "2").wait(timeout=300) == 0
+    assert train_here(capsys, data_dir, run, "--epochs", "2")[0] == 0
     before = (run / "model.pt").read_bytes()
-    done = resume(run)
-    assert done.returncode == 0 and "nothing to do" in done.stdout
+    code, out, err = resume_here(capsys, run)
+    assert code == 0 and "nothing to do" in out, err
     assert (run / "model.pt").read_bytes() == before
-    done = resume(run, "--epochs", "3")
-    assert done.returncode == 0, done.stderr
-    assert_same_weights(run, reference)
+    code, _, err = resume_here(capsys, run, "--epochs", "3")
+    assert code == 0, err
+    assert_same_weights(run, reference)  # the subprocess reference: in-process runs compute the same
 
 
-def test_config_change_on_resume_is_refused(reference):
-    done = resume(reference, "--lr", "0.05")
-    assert done.returncode == 2
-    assert "lr = 0.05, but the run used lr = 0.02" in done.stderr and len(done.stderr.splitlines()) == 1
+def test_config_change_on_resume_is_refused(reference, capsys):
+    code, _, err = resume_here(capsys, reference, "--lr", "0.05")
+    assert_one_line_error(code, err, "lr = 0.05, but the run used lr = 0.02", status=2)
 
 
 def test_best_checkpoint_holds_the_best_epoch(reference):
@@ -151,11 +166,10 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_p
     assert run.last.read_bytes() == good
 
 
-def test_deterministic_runs_repeat(data_dir, tmp_path):
+def test_deterministic_runs_repeat(data_dir, tmp_path, capsys, one_thread):
     rows = []
     for name in ("a", "b"):
-        proc = start(data_dir, tmp_path / name, "--epochs", "2", "--deterministic")
-        assert proc.wait(timeout=300) == 0
+        assert train_here(capsys, data_dir, tmp_path / name, "--epochs", "2", "--deterministic")[0] == 0
         with open(tmp_path / name / "metrics.csv", newline="") as f:
             rows.append(
                 [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in csv.DictReader(f)]

@@ -143,12 +143,14 @@ def test_metrics_with_a_cut_last_row_is_repaired_not_appended_onto(tmp_path):
     "text, what",
     [
         ("epoch,loss\n0,1\n", "line 1 is not the header"),
-        ("epoch,train_loss,train_acc,valid_loss,valid_acc,lr,seconds,images_per_s\n0,x,1,1,1,1,1,1\n1,1,1,1,1,1,1,1\n",
-         "line 2 is not a row"),
+        (
+            "epoch,train_loss,train_acc,valid_loss,valid_acc,lr,seconds,images_per_s\n0,x,1,1,1,1,1,1\n1,1,1,1,1,1,1,1\n",
+            "line 2 is not a row",
+        ),
         (b"\xff\xfe garbage", "unreadable"),
     ],
     ids=["header", "garbled row", "not text"],
-)  # fmt: skip
+)
 def test_damaged_metrics_is_one_line_error(tmp_path, text, what):
     run = RunDir.create(tmp_path / "run")
     run.metrics.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -159,9 +161,9 @@ def test_damaged_metrics_is_one_line_error(tmp_path, text, what):
 
 def test_config_json_keeps_the_first_start_and_records_each_resume(tmp_path):
     run = RunDir.create(tmp_path / "run")
-    run.write_config({"recipe": "seed", "epochs": 2}, torch.device("cpu"), world_size=2, data_folder="/d")
+    run.write_config({"recipe": "seed", "epochs": 2}, torch.device("cpu"), {"world_size": 2, "data_folder": "/d"})
     first = json.loads(run.config.read_text())
-    run.write_config({"recipe": "seed", "epochs": 3}, torch.device("cpu"), world_size=1, data_folder="/d")
+    run.write_config({"recipe": "seed", "epochs": 3}, torch.device("cpu"), {"world_size": 1, "data_folder": "/d"})
     info = json.loads(run.config.read_text())
     assert info["environment"] == first["environment"] and info["environment"]["world_size"] == 2
     assert info["config"]["epochs"] == 3 and len(info["resumes"]) == 1 and info["resumes"][0]["world_size"] == 1

@@ -8,13 +8,14 @@ import torch
 
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10
-from alexnet_cifar.data.loader import DeviceLoader
+from alexnet_cifar.data.loader import DeviceLoader, Sampling
 from alexnet_cifar.errors import UsageError
 from alexnet_cifar.inference.evaluate import evaluate
 from alexnet_cifar.model import AlexNet
 from alexnet_cifar.training.ema import EMA
-from alexnet_cifar.training.loop import build_trainer, peak_lr, train_one_epoch
+from alexnet_cifar.training.loop import train_one_epoch
 from alexnet_cifar.training.schedule import lr_factor
+from alexnet_cifar.training.trainer import build_trainer, peak_lr
 
 
 def test_linear_schedule_with_warmup_is_a_one_cycle():
@@ -38,7 +39,7 @@ def test_cosine_and_constant_and_final_fraction():
 def test_scheduler_steps_once_per_batch(fake_root):
     data = load_cifar10(fake_root)  # 100 train images
     cfg = resolve_config("seed", {"epochs": 2, "batch_size": 10, "lr": 0.1, "schedule": "linear", "device": "cpu"})
-    loader = DeviceLoader(data.train.images, data.train.labels, cfg.batch_size, shuffle=True)
+    loader = DeviceLoader(data.train.images, data.train.labels, cfg.batch_size, sampling=Sampling(shuffle=True))
     trainer = build_trainer(cfg, torch.device("cpu"), len(loader))
     seen = []
     for _ in range(10):

@@ -7,9 +7,11 @@ import torch
 from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.device import select_device
 from alexnet_cifar.errors import UsageError
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.training.loop import build_optimizer, fit, select_device
+from alexnet_cifar.training.loop import fit
+from alexnet_cifar.training.trainer import build_optimizer
 
 from .conftest import write_fake_cifar
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .config import DEVICES, RECIPES, TrainConfig, read_config_file, resolve_config
+from .config import AMP_MODES, DEVICES, RECIPES, TrainConfig, read_config_file, resolve_config
 from .errors import Interrupted, UsageError, UserError, file_error
 
 if TYPE_CHECKING:
@@ -110,10 +110,17 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     switches = {
         "--deterministic": "use deterministic kernels only (default: off; CPU runs repeat exactly anyway)",
         "--compile": "torch.compile the model (default: off)",
-        "--amp": "bfloat16 autocast; faster on CUDA, slower on most CPUs (default: off)",
     }
     for flag, text in switches.items():
         p.add_argument(flag, action="store_true", default=None, help=text)
+    p.add_argument(
+        "--amp",
+        nargs="?",
+        const="on",
+        choices=AMP_MODES,
+        help="bfloat16 autocast: on (the same as --amp alone), off, or auto = on where the device runs bf16 fast "
+        "(default: the recipe's; seed: off, fast and best: auto)",
+    )
     add_data_args(p, synthetic=True)
     p.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/DATE-TIME-RECIPE)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (default: refuse)")
@@ -163,8 +170,11 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="test-set accuracy (top-1, top-5, per class, confusion) of a checkpoint",
-                       description="Evaluate a checkpoint or plain state_dict on the CIFAR-10 test set.")  # fmt: skip
+    p = sub.add_parser(
+        "evaluate",
+        help="test-set accuracy (top-1, top-5, per class, confusion) of a checkpoint",
+        description="Evaluate a checkpoint or plain state_dict on the CIFAR-10 test set.",
+    )
     p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
     add_data_args(p)
     p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror's (default: off)")
@@ -175,8 +185,11 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify image files or folders",
-                       description="Top-k CIFAR-10 classes of any images Pillow reads.")  # fmt: skip
+    p = sub.add_parser(
+        "predict",
+        help="classify image files or folders",
+        description="Top-k CIFAR-10 classes of any images Pillow reads.",
+    )
     p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="files, or folders to walk")
     p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image (default: 3)")
@@ -186,9 +199,12 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write report.html and PNG plots for a run",
-                       description="Learning curves, confusion matrix, per-class accuracy and the most "
-                                   "confidently wrong test images of a run, in RUN_DIR/report.html.")  # fmt: skip
+    p = sub.add_parser(
+        "report",
+        help="write report.html and PNG plots for a run",
+        description="Learning curves, confusion matrix, per-class accuracy and the most "
+        "confidently wrong test images of a run, in RUN_DIR/report.html.",
+    )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by train")
     add_data_args(p)
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
@@ -196,15 +212,21 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_recipes_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("recipes", help="list the named recipes and their values",
-                       description="Every config field of every recipe (* = not the seed's).")  # fmt: skip
+    p = sub.add_parser(
+        "recipes",
+        help="list the named recipes and their values",
+        description="Every config field of every recipe (* = not the seed's).",
+    )
     p.set_defaults(func=cmd_recipes)
 
 
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX, verified with onnxruntime",
-                       description="Write an ONNX model with a dynamic batch axis and check onnxruntime's "
-                                   "outputs against PyTorch's on test images (needs the [onnx] extra).")  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX, verified with onnxruntime",
+        description="Write an ONNX model with a dynamic batch axis and check onnxruntime's "
+        "outputs against PyTorch's on test images (needs the [onnx] extra).",
+    )
     p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
     p.add_argument("-o", "--output", type=Path, default=Path("alexnet.onnx"), help="ONNX file (default: alexnet.onnx)")
     add_data_args(p)
@@ -212,8 +234,11 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_summary_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("summary", help="the model as the lesson prints it, then a per-layer table",
-                       description="Layers, output shapes, parameters and multiply-accumulates per image.")  # fmt: skip
+    p = sub.add_parser(
+        "summary",
+        help="the model as the lesson prints it, then a per-layer table",
+        description="Layers, output shapes, parameters and multiply-accumulates per image.",
+    )
     p.set_defaults(func=cmd_summary)
 
 
@@ -261,8 +286,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return resolve_config(recipe, file_values, flag_values(args))
 
 
-FLAG_FIELDS = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics", "channels_last",
-               "deterministic", "compile", "amp")  # fmt: skip
+# The config fields that have a flag of their own (the flag of `batch_size` is --batch-size).
+FLAG_FIELDS = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics")
+FLAG_FIELDS += ("channels_last", "deterministic", "compile", "amp")
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -270,42 +296,17 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     return {n: getattr(args, n) for n in FLAG_FIELDS if getattr(args, n) is not None}
 
 
-def ensure_data(data_dir: Path, allow_download: bool) -> None:
-    from .data.cifar10 import missing_files
-    from .data.download import download_cifar10
-
-    if data_dir.is_dir() and not missing_files(data_dir):
-        return
-    if not allow_download:
-        raise UserError(
-            f"CIFAR-10 is not in {data_dir}; run `{PROG} download --data-dir {shlex.quote(str(data_dir))}` "
-            "or drop --no-download"
-        )
-    log.info(f"CIFAR-10 not found in {data_dir}: downloading it")
-    download_cifar10(data_dir, log=log.info)
-
-
-def get_data(args: argparse.Namespace, allow_download: bool) -> CIFAR10:
-    from .data.cifar10 import load_cifar10, resolve_data_dir, synthetic_cifar10
-
-    if getattr(args, "synthetic", False):
-        if args.data_dir is not None:
-            raise UsageError("--synthetic uses random images, not a data folder; drop --data-dir or --synthetic")
-        return synthetic_cifar10()
-    data_dir = resolve_data_dir(args.data_dir)
-    ensure_data(data_dir, allow_download)
-    return load_cifar10(data_dir)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .artifacts.run_dir import RunDir, default_run_dir
-    from .training.loop import fit, select_device
+    from .data.source import open_data
+    from .device import select_device
+    from .training.loop import fit
 
     if args.resume:
         return cmd_resume(args)
     cfg = config_from_args(args)
     select_device(cfg.device)  # fail before anything is written
-    data = get_data(args, allow_download=not args.no_download)
+    data = open_data(args.data_dir, synthetic=args.synthetic, allow_download=not args.no_download)
     path = args.run_dir or default_run_dir(cfg.recipe)
     if not is_main_process():
         run = RunDir(path)
@@ -317,26 +318,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     except BaseException:
         run.abandon()  # a replaced run comes back if the new one never wrote a checkpoint
         raise
-    finish_run(args, run, data, cfg)
+    if args.report:
+        write_run_report(run.path, data, cfg.device)
     return 0
 
 
 def is_main_process() -> bool:
     """Rank 0 of a torchrun job, or a plain single process: the one that writes and prints."""
-    from .training.distributed import from_environment
+    from .training.ranks import from_environment
 
     return from_environment().is_main
 
 
-def finish_run(args: argparse.Namespace, run, data: CIFAR10, cfg: TrainConfig) -> None:
-    if args.report and is_main_process():
-        from .report.run_report import write_report
-        from .training.loop import select_device
+def write_run_report(run_dir: Path, data: CIFAR10 | None, device: str) -> None:
+    from .device import select_device
+    from .report.run_report import write_report
 
-        log.info(f"report written: {write_report(run.path, data, select_device(cfg.device))}")
+    if is_main_process():
+        log.info(f"report written: {write_report(run_dir, data, select_device(device))}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from .data.source import open_data
     from .training.loop import fit
     from .training.resume import open_resume
 
@@ -348,15 +351,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     resume = open_resume(args.resume, asked)
     if resume.finished:
         done = resume.state["progress"]["epoch"]
-        log.info(f"run {resume.run.path} has finished all {done} epochs; nothing to do "
-                 f"(pass --epochs N above {done} to extend it)")  # fmt: skip
+        extend = f"pass --epochs N above {done} to extend it"
+        log.info(f"run {resume.run.path} has finished all {done} epochs; nothing to do ({extend})")
         return 0
-    if args.data_dir is None and not args.synthetic:  # the run's own data, unless told otherwise
-        args.synthetic = resume.data_folder is None
-        args.data_dir = resume.data_folder
-    data = get_data(args, allow_download=not args.no_download)
+    own_data = args.data_dir is None and not args.synthetic  # the run's own data, unless told otherwise
+    data_dir = resume.data_folder if own_data else args.data_dir
+    synthetic = resume.data_folder is None if own_data else args.synthetic
+    data = open_data(data_dir, synthetic=synthetic, allow_download=not args.no_download)
     fit(resume.config, data, resume.run, resume=resume.state, show_progress=not args.quiet)
-    finish_run(args, resume.run, data, resume.config)
+    if args.report:
+        write_run_report(resume.run.path, data, resume.config.device)
     return 0
 
 
@@ -373,52 +377,28 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.throughput import run_benchmark
-    from .training.loop import select_device
+    from .bench.throughput import BenchPlan, run_benchmark
+    from .data.source import open_data
+    from .device import select_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    data = get_data(args, allow_download=False)
+    data = open_data(args.data_dir, synthetic=args.synthetic)
     log.info(data.summary())
-    result = run_benchmark(
-        data,
-        device,
-        repeats=args.repeats,
-        batches=args.batches,
-        eval_images=args.eval_images,
-        full_epoch=args.epoch,
-        log=log.info,
-    )
-    log.info(result.report())
+    plan = BenchPlan(args.repeats, args.batches, args.eval_images, full_epoch=args.epoch)
+    log.info(run_benchmark(data, device, plan, log=log.info).report())
     return 0
 
 
-def load_for_inference(args: argparse.Namespace):
-    """A checkpoint or plain state_dict as a PyTorch model, or an .onnx file run by onnxruntime."""
-    import torch
-
-    from .artifacts.checkpoint import load_model
-    from .training.loop import select_device
-
-    if args.checkpoint.suffix == ".onnx":
-        from .inference.export import OnnxModel
-
-        return OnnxModel(args.checkpoint), {}, torch.device("cpu")
-    device = select_device(args.device)
-    model, state = load_model(args.checkpoint, device)
-    return model, state, device
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data.loader import DeviceLoader
-    from .inference.evaluate import classification_report, predict_logits
+    from .artifacts.model_file import load_inference_model
+    from .data.source import open_data
+    from .inference.evaluate import report_on_test_set
 
-    model, _, device = load_for_inference(args)
-    data = get_data(args, allow_download=False)
-    loader = DeviceLoader(data.test.images, data.test.labels, 256, device=device, channels_last=True)
-    logits, labels = predict_logits(model, loader, tta=args.tta, show_progress=not (args.quiet or args.json))
-    report = classification_report(logits, labels, data.classes)
+    model, device = load_inference_model(args.checkpoint, args.device)
+    data = open_data(args.data_dir)
+    report = report_on_test_set(model, data, device, tta=args.tta, show_progress=not (args.quiet or args.json))
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "tta": args.tta, **report.to_dict()}))
     else:
@@ -428,10 +408,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .artifacts.model_file import load_inference_model
     from .data.cifar10 import CLASSES
     from .inference.predict import find_images, predict_files
 
-    model, _, _ = load_for_inference(args)
+    model, _ = load_inference_model(args.checkpoint, args.device)
     paths = find_images(args.images)
     if not paths:
         raise UserError(f"no image files found in {', '.join(map(str, args.images))}; pass image files or folders")
@@ -448,31 +429,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.run_report import write_report
-    from .training.loop import select_device
-
-    data = report_data(args)
-    out = write_report(args.run_dir, data, select_device(args.device))
-    log.info(f"report written: {out}")
-    return 0
-
-
-def report_data(args: argparse.Namespace) -> CIFAR10 | None:
-    """The test set for a report: --data-dir, else where the run trained, else the default; None if absent."""
     from .artifacts.run_dir import RunDir
-    from .data.cifar10 import load_cifar10, missing_files, resolve_data_dir
+    from .data.source import find_test_data
 
     if not args.run_dir.is_dir():
         raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
-    data_dir = args.data_dir
-    if data_dir is None:
-        saved = RunDir(args.run_dir).info_or_empty().get("environment", {}).get("data_folder")
-        data_dir = saved if isinstance(saved, str) and "\0" not in saved else None
-    data_dir = resolve_data_dir(data_dir)
-    if not data_dir.is_dir() or missing_files(Path(data_dir)):
-        log.info(f"CIFAR-10 not found in {data_dir}: the report has learning curves only (pass --data-dir)")
-        return None
-    return load_cifar10(data_dir)
+    data = find_test_data(args.data_dir, RunDir(args.run_dir).data_folder())
+    write_run_report(args.run_dir, data, args.device)
+    return 0
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
@@ -483,18 +447,10 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import torch
+    from .inference.export import export_verified, verification_images
 
-    from .data.cifar10 import load_cifar10, missing_files, resolve_data_dir
-    from .data.loader import PIXEL_SCALE, PIXEL_SHIFT
-    from .inference.export import export_verified
-
-    data_dir = resolve_data_dir(args.data_dir)
-    if data_dir.is_dir() and not missing_files(data_dir):
-        images, source = load_cifar10(data_dir).test.images[:256], f"256 test images from {data_dir}"
-    else:
-        images, source = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8), "256 random images"
-    diff = export_verified(args.checkpoint, args.output, images.float() * PIXEL_SCALE + PIXEL_SHIFT)
+    images, source = verification_images(args.data_dir)
+    diff = export_verified(args.checkpoint, args.output, images)
     log.info(f"exported {args.output}; onnxruntime matches PyTorch on {source} (max |diff| {diff:.1e})")
     return 0
 

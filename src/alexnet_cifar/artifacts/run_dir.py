@@ -170,10 +170,9 @@ class RunDir:
 
     # config.json: one writer, which keeps the first start's fields and records each resume
 
-    def write_config(
-        self, config: dict[str, Any], device: torch.device, world_size: int = 1, data_folder: str | None = None
-    ) -> None:
-        env = {**environment(device), "world_size": world_size, "data_folder": data_folder}
+    def write_config(self, config: dict[str, Any], device: torch.device, facts: dict[str, Any] | None = None) -> None:
+        """`facts`: what the run adds about this start (world_size, data_folder, bf16_autocast)."""
+        env = {**environment(device), "world_size": 1, "data_folder": None, **(facts or {})}
         info = {"config": config, "environment": env, "resumes": []}
         require_regular(self.config)
         try:
@@ -182,8 +181,17 @@ class RunDir:
             log.info(f"{exc}; writing it anew")
             first = {}
         if first:  # a resume: the first start's fields stay, this start is added to the list
-            keys = ("started", "command", "device", "threads", "world_size", "git_commit", "data_folder")
-            resume = {k: env[k] for k in keys}
+            keys = (
+                "started",
+                "command",
+                "device",
+                "threads",
+                "world_size",
+                "git_commit",
+                "data_folder",
+                "bf16_autocast",
+            )
+            resume = {k: env.get(k) for k in keys}
             resumes = first.get("resumes") if isinstance(first.get("resumes"), list) else []
             info = {**first, "config": config, "resumes": [*resumes, resume]}
         with atomic_write(self.config, "w") as f:
@@ -214,6 +222,11 @@ class RunDir:
         except UserError as exc:
             log.info(f"{exc}; going on without it")
             return {}
+
+    def data_folder(self) -> str | None:
+        """Where the run's data was, as config.json records it (None if unknown or synthetic)."""
+        folder = self.info_or_empty().get("environment", {}).get("data_folder")
+        return folder if isinstance(folder, str) and "\0" not in folder else None
 
     def _tensorboard(self, record: EpochRecord) -> None:
         """The same numbers as TensorBoard scalars, when the optional `tensorboard` package is installed."""

@@ -1,14 +1,5 @@
-"""Throughput benchmark: the lesson's pipeline against ours, interleaved in one process.
-
-    alexnet-cifar bench --data-dir DIR                  # about 3 minutes on 2 CPU cores
-    python benchmarks/throughput.py --data-dir DIR      # the same
-
-(a) lesson: PIL image per sample + the lesson's transform, DataLoader(64, shuffle), .item() per batch
-(b) ours, same batch size and arithmetic: device-resident batches, channels_last, one sync per block
-(c) ours at the best settings measured for the device (bfloat16 autocast where the CPU has native bf16)
-Each timed block is a fixed number of training batches; blocks run a, b, c, a, b, c, ... so that
-drift in the machine's speed hits all three alike. Speeds are reported as medians with min-max.
-"""
+"""`alexnet-cifar bench`: the lesson's training and evaluation loops against ours, timed interleaved
+in one process so that drift in the machine's speed hits all of them alike."""
 
 from __future__ import annotations
 
@@ -23,10 +14,12 @@ from torch import nn
 
 from ..config import TrainConfig, resolve_config
 from ..data.cifar10 import CIFAR10
+from ..device import cpu_has_fast_bf16
 from ..inference.evaluate import evaluate
 from ..model import AlexNet
 from ..report.flops import training_flops_per_image
-from ..training.loop import build_trainer, make_loaders, train_one_epoch
+from ..training.loop import train_one_epoch
+from ..training.trainer import build_trainer, make_loaders
 from .lesson import lesson_eval_step, lesson_loader, lesson_train_step
 
 
@@ -45,13 +38,6 @@ def best_settings(device: torch.device) -> dict[str, object]:
 def best_eval_batch(device: torch.device) -> int:
     """Large batches spill the CPU's caches (1000 runs 35% slower than 128); GPUs want them large."""
     return 1000 if device.type == "cuda" else 256
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a private op: absent in some builds
-        return False
 
 
 @dataclass
@@ -107,7 +93,7 @@ def our_trainer(cfg: TrainConfig, data: CIFAR10, images_per_block: int, device: 
 
     def run() -> int:
         loader.set_epoch(next(epochs))
-        meter = train_one_epoch(trainer, loader, max_batches=batches)
+        meter = train_one_epoch(trainer, loader, max_batches=batches).meter
         meter.result()  # the one host sync per block, as per epoch in training
         return meter.samples
 
@@ -135,7 +121,7 @@ def our_evaluator(cfg: TrainConfig, data: CIFAR10, images: int, device: torch.de
 
     def run() -> int:
         batches = max(1, images // cfg.test_batch_size)
-        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, amp=cfg.amp, max_batches=batches)
+        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, amp=trainer.amp, max_batches=batches)
         meter.result()
         return meter.samples
 
@@ -160,9 +146,19 @@ def full_epoch_seconds(cfg: TrainConfig, data: CIFAR10, device: torch.device) ->
     train_loader, test_loader = make_loaders(cfg, data, device)
     trainer = build_trainer(cfg, device, len(train_loader))
     start = time.perf_counter()
-    train_one_epoch(trainer, train_loader).result()
-    evaluate(trainer.eval_model(), test_loader, trainer.criterion, amp=cfg.amp).result()
+    train_one_epoch(trainer, train_loader).meter.result()
+    evaluate(trainer.eval_model(), test_loader, trainer.criterion, amp=trainer.amp).result()
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """How much `run_benchmark` times."""
+
+    repeats: int = 5  # rounds of interleaved blocks
+    batches: int = 100  # training batches of 64 images per timed block
+    eval_images: int = 5000  # test images per timed evaluation block
+    full_epoch: bool = True  # also time one whole epoch through train's loop
 
 
 @dataclass
@@ -194,63 +190,75 @@ class BenchResult:
         return self.matmul_gflops[dtype] * 1e9 / self.flops_per_image / self.train[0].median
 
     def report(self) -> str:
-        header = f"{'median img/s':>12}   {'min - max':>19}"
-        lines = [f"device {self.device}, {self.threads} threads; (c) settings {self.best_settings}",
-                 f"{'training':<50} {header}"]  # fmt: skip
-        lines += [f"{t.name:<50} {t.median:12.0f}   {t.spread()}" for t in self.train]
-        lines += [f"training ratios: b/a {self.ratio(self.train, 1):.2f}, c/a {self.ratio(self.train, 2):.2f}",
-                  f"{'evaluation':<50} {header}"]  # fmt: skip
-        lines += [f"{t.name:<50} {t.median:12.0f}   {t.spread()}" for t in self.evals]
-        lines.append(f"evaluation ratios: ours/lesson {self.ratio(self.evals, 1):.2f}, "
-                     f"best/lesson {self.ratio(self.evals, 2):.2f}")  # fmt: skip
         c_dtype = "bfloat16" if self.best_settings.get("amp") else "float32"
-        lines += [f"{dtype} matmul {rate:.0f} GFLOP/s" for dtype, rate in self.matmul_gflops.items()]
-        lines.append(
+        lesson = self.lesson_epoch_seconds()
+        lines = [
+            f"device {self.device}, {self.threads} threads; (c) settings {self.best_settings}",
+            *timing_table("training", self.train),
+            f"training ratios: b/a {self.ratio(self.train, 1):.2f}, c/a {self.ratio(self.train, 2):.2f}",
+            *timing_table("evaluation", self.evals),
+            f"evaluation ratios: ours/lesson {self.ratio(self.evals, 1):.2f}, "
+            f"best/lesson {self.ratio(self.evals, 2):.2f}",
+            *(f"{dtype} matmul {rate:.0f} GFLOP/s" for dtype, rate in self.matmul_gflops.items()),
             f"network: {self.flops_per_image / 1e6:.1f} MFLOP per training image; (b) reaches "
             f"{self.roofline_fraction(1, 'float32'):.0%} of the float32 matmul rate, (c) "
-            f"{self.roofline_fraction(2, c_dtype):.0%} of the {c_dtype} one"
-        )
-        lines += [f"ceiling at 100% of the {dtype} matmul rate: {self.ceiling(dtype):.2f}x the lesson's loop"
-                  for dtype in self.matmul_gflops]  # fmt: skip
-        lesson = self.lesson_epoch_seconds()
-        for name, seconds in self.epoch_seconds.items():
-            lines.append(f"one epoch of {name} through train: {seconds:.1f} s; the lesson's loop at the rates above: "
-                         f"{lesson:.1f} s; ratio {seconds / lesson:.2f}")  # fmt: skip
+            f"{self.roofline_fraction(2, c_dtype):.0%} of the {c_dtype} one",
+        ]
+        lines += [
+            f"ceiling at 100% of the {dtype} matmul rate: {self.ceiling(dtype):.2f}x the lesson's loop"
+            for dtype in self.matmul_gflops
+        ]
+        lines += [
+            f"one epoch of {name} through train: {seconds:.1f} s; the lesson's loop at the rates above: "
+            f"{lesson:.1f} s; ratio {seconds / lesson:.2f}"
+            for name, seconds in self.epoch_seconds.items()
+        ]
         return "\n".join(lines)
 
 
+def timing_table(title: str, timings: list[Timing]) -> list[str]:
+    """A header naming the columns, then one row per timing: median and min-max images per second."""
+    header = f"{title:<50} {'median img/s':>12}   {'min - max':>19}"
+    return [header, *(f"{t.name:<50} {t.median:12.0f}   {t.spread()}" for t in timings)]
+
+
 def run_benchmark(
-    data: CIFAR10, device: torch.device, repeats: int = 5, batches: int = 100, eval_images: int = 5000,
-    full_epoch: bool = True, log: Callable[[str], None] = print,
-) -> BenchResult:  # fmt: skip
-    """Time (a), (b), (c) interleaved `repeats` times over `batches` batches of 64 images each."""
+    data: CIFAR10, device: torch.device, plan: BenchPlan = BenchPlan(), log: Callable[[str], None] = print
+) -> BenchResult:
+    """Time (a), (b), (c) interleaved `plan.repeats` times over `plan.batches` batches of 64 images each:
+
+    (a) lesson: PIL image per sample + the lesson's transform, DataLoader(64, shuffle), .item() per batch
+    (b) ours, same batch size and arithmetic: device-resident batches, channels_last, one sync per block
+    (c) ours at the best settings measured for the device (bfloat16 autocast where the CPU has native bf16)
+
+    and the matching evaluation loops over `plan.eval_images` test images. Blocks run a, b, c, a, b, c, ...
+    `alexnet-cifar bench` with the defaults takes about 3 minutes on 2 CPU cores.
+    """
     best = best_settings(device)
     seed_cfg = resolve_config("seed", {"device": device.type})
     best_cfg = resolve_config("seed", {"device": device.type, **best, "test_batch_size": best_eval_batch(device)})
-    images = batches * 64
+    images, eval_images = plan.batches * 64, plan.eval_images
     trainers = [
-        ("(a) lesson: PIL per sample, DataLoader, .item()", lesson_trainer(data, batches, device)),
+        ("(a) lesson: PIL per sample, DataLoader, .item()", lesson_trainer(data, plan.batches, device)),
         ("(b) ours: same batch and arithmetic", our_trainer(seed_cfg, data, images, device)),
         ("(c) ours: best settings for the device", our_trainer(best_cfg, data, images, device)),
     ]
+    best_eval = f"ours, best (batch {best_cfg.test_batch_size}, amp {best['amp']})"
     evaluators = [
         ("lesson eval loop (batch 128, no_grad)", lesson_evaluator(data, eval_images, device)),
         ("ours, same arithmetic (batch 128, inference_mode)", our_evaluator(seed_cfg, data, eval_images, device)),
-        (f"ours, best (batch {best_cfg.test_batch_size}, amp {best_cfg.amp})",
-         our_evaluator(best_cfg, data, eval_images, device)),
-    ]  # fmt: skip
+        (best_eval, our_evaluator(best_cfg, data, eval_images, device)),
+    ]
     for _, fn in trainers + evaluators:  # warm-up: allocator, kernels, compilation
         fn()
     train = [Timing(name) for name, _ in trainers]
     evals = [Timing(name) for name, _ in evaluators]
-    for r in range(repeats):
-        for timing, (_, fn) in zip(train, trainers, strict=True):
+    for r in range(plan.repeats):
+        for timing, (_, fn) in zip(train + evals, trainers + evaluators, strict=True):
             timing.images_per_s.append(timed(fn, device))
-        for timing, (_, fn) in zip(evals, evaluators, strict=True):
-            timing.images_per_s.append(timed(fn, device))
-        log(f"repeat {r + 1}/{repeats}: " + ", ".join(f"{t.images_per_s[-1]:.0f}" for t in train) + " img/s")
+        log(f"repeat {r + 1}/{plan.repeats}: " + ", ".join(f"{t.images_per_s[-1]:.0f}" for t in train) + " img/s")
     epochs = {}
-    if full_epoch:
+    if plan.full_epoch:
         epochs["the seed recipe"] = full_epoch_seconds(seed_cfg, data, device)
         if best_cfg != seed_cfg:
             epochs["the seed recipe at (c)'s settings"] = full_epoch_seconds(best_cfg, data, device)
@@ -258,7 +266,14 @@ def run_benchmark(
     if best.get("amp"):
         rates["bfloat16"] = matmul_gflops(device, torch.bfloat16)
     return BenchResult(
-        train=train, evals=evals, matmul_gflops=rates, flops_per_image=training_flops_per_image(AlexNet()),
-        best_settings=best, device=str(device), threads=torch.get_num_threads(), epoch_seconds=epochs,
-        n_train=len(data.train), n_test=len(data.test),
-    )  # fmt: skip
+        train=train,
+        evals=evals,
+        matmul_gflops=rates,
+        flops_per_image=training_flops_per_image(AlexNet()),
+        best_settings=best,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        epoch_seconds=epochs,
+        n_train=len(data.train),
+        n_test=len(data.test),
+    )

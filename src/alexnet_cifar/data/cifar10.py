@@ -1,9 +1,5 @@
-"""CIFAR-10 files -> uint8 tensors: find, verify and read the canonical python layout.
-
-The layout is ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}, each a pickled
-dict. Files matching the official md5 sums are trusted; any other copy (a re-encoded mirror, the
-tiny fakes the tests write) is accepted after a structural check, and a one-line notice says which.
-"""
+"""CIFAR-10 on disk -> uint8 tensors: find, verify, read and write the canonical python layout,
+ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}, each a pickled dict."""
 
 from __future__ import annotations
 
@@ -101,8 +97,14 @@ def batches_dir(root: Path) -> Path:
 
 
 def missing_files(root: Path) -> list[str]:
+    """Names of the CIFAR-10 files absent under `root`, in the canonical order."""
     folder = batches_dir(root)
     return [name for name in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (folder / name).is_file()]
+
+
+def has_cifar10(root: Path) -> bool:
+    """Whether `root` holds every CIFAR-10 file (present, not yet checked: load_cifar10 checks)."""
+    return root.is_dir() and not missing_files(root)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -185,8 +187,9 @@ def read_split(paths: Sequence[Path]) -> Split:
     return Split(images=images, labels=torch.from_numpy(labels))
 
 
-def md5sum(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 22) -> str:
+    """Hex digest of a file by any hashlib algorithm, read in chunks so a large archive never sits in memory."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
@@ -194,11 +197,15 @@ def md5sum(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def is_official(folder: Path) -> bool:
-    return all(md5sum(folder / name) == md5 for name, md5 in OFFICIAL_MD5.items())
+    return all(file_digest(folder / name, "md5") == md5 for name, md5 in OFFICIAL_MD5.items())
 
 
 def load_cifar10(root: str | os.PathLike) -> CIFAR10:
-    """Read and check all of CIFAR-10 under `root`; raises DataError with the fix on any problem."""
+    """Read and check all of CIFAR-10 under `root`; raises DataError with the fix on any problem.
+
+    Files matching the official md5 sums are trusted; any other copy (a re-encoded mirror, the tiny
+    fakes the tests write) is accepted after the structural checks, and `summary()` says which.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist; {fix_hint(root)}, or pass --data-dir")

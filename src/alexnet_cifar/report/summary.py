@@ -3,32 +3,21 @@ parameters and multiply-accumulates per 32x32 image."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..model import AlexNet
-from .flops import macs_per_layer
+from .flops import layer_outputs, macs_per_layer
 
 
 def layer_table(model: nn.Module) -> list[tuple[str, tuple[int, ...], int, int]]:
     """(name, output shape for one image, parameters, multiply-accumulates) per top-level layer."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [
-        module.register_forward_hook(lambda m, i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
-        for name, module in model.named_children()
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, 32, 32))
-    finally:
-        for h in hooks:
-            h.remove()
+    outputs = layer_outputs(model, model.named_children())
     macs = macs_per_layer(model)
     rows = []
     for name, module in model.named_children():
         params = sum(p.numel() for p in module.parameters())
         layer_macs = sum(v for k, v in macs.items() if k == name or k.startswith(name + "."))
-        rows.append((name, shapes[name], params, layer_macs))
+        rows.append((name, tuple(outputs[name].shape[1:]), params, layer_macs))
     return rows
 
 

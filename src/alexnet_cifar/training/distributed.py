@@ -10,36 +10,13 @@ torchrun's environment nothing here is used and training is single-process as be
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .ranks import DistInfo, from_environment
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def from_environment() -> DistInfo:
-    """The process's place in a torchrun job (rank 0 of 1 when not launched by torchrun)."""
-    return DistInfo(
-        rank=int(os.environ.get("RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-    )
+__all__ = ["DistInfo", "from_environment"]
 
 
 def init(info: DistInfo, device: torch.device) -> torch.device:
