@@ -80,3 +80,20 @@ def assert_one_line_error(code: int, err: str, *words: str, status: int | None =
 
 
 TINY = ("--epochs", "1", "--batch-size", "16", "--lr", "0.02", "--device", "cpu", "--threads", "1", "--quiet")
+
+
+def tiny_fit(tmp_path: Path, name: str = "run", data_root: Path | None = None, **overrides):
+    """The one short training run the tests share: 2 epochs of batch 16 on fake data (a second or
+    so). Returns (history, RunDir)."""
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.config import resolve_config
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.training.loop import fit
+
+    if data_root is None:
+        data_root = tmp_path / "data"
+        if not data_root.exists():
+            write_fake_cifar(data_root, per_batch=40, n_test=40)
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu", **overrides})
+    run = RunDir.create(tmp_path / name)
+    return fit(cfg, load_cifar10(data_root), run, show_progress=False), run

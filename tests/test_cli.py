@@ -112,3 +112,11 @@ def test_download_when_present(fake_root, capsys):
     assert main(["download", "--data-dir", str(fake_root)]) == 0
     out = capsys.readouterr().out
     assert "nothing to download" in out and "100 train + 30 test images" in out
+
+
+def test_help_answers_without_importing_torch():
+    """--help must be instant: torch is imported by the commands that need it, not before parsing."""
+    code = "import sys; from alexnet_cifar.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass\n"
+    code += "assert 'torch' not in sys.modules, 'torch was imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from alexnet_cifar.config import RECIPES, TrainConfig, read_config_file, resolve_config
+from alexnet_cifar.cli import main
+from alexnet_cifar.config import RECIPES, TrainConfig, read_config_file, recipes_table, resolve_config
 from alexnet_cifar.errors import UsageError
 
 
@@ -79,3 +80,11 @@ def test_bad_config_files(tmp_path, name, text, message):
 def test_unreadable_config_file(tmp_path):
     with pytest.raises(UsageError, match="cannot read config file"):
         read_config_file(tmp_path / "missing.toml")
+
+
+def test_recipes_are_valid_and_listed(capsys):
+    assert set(RECIPES) == {"seed", "fast", "best"}
+    assert RECIPES["best"].epochs <= 60 and RECIPES["fast"].recipe == "fast"
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert out == recipes_table() + "\n" and "nesterov" in out and "True*" in out

@@ -1,12 +1,13 @@
 import json
 
+import pytest
 import torch
 
 from alexnet_cifar.artifacts.checkpoint import save_checkpoint, save_weights
 from alexnet_cifar.cli import main
 from alexnet_cifar.data.cifar10 import CLASSES, load_cifar10
 from alexnet_cifar.data.loader import DeviceLoader
-from alexnet_cifar.inference.evaluate import classification_report, predict_logits
+from alexnet_cifar.inference.evaluate import classification_report, evaluate, predict_logits
 from alexnet_cifar.model import AlexNet
 
 
@@ -76,3 +77,18 @@ def test_evaluate_cli_text(fake_root, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "model.pt"), "--data-dir", str(fake_root), "--tta"]) == 0
     out = capsys.readouterr().out
     assert "with flip TTA" in out and "top-5" in out and "confusion matrix" in out and "automobile" in out
+
+
+def test_evaluate_with_tta_averages_image_and_mirror(fake_root):
+    data = load_cifar10(fake_root)
+    model = AlexNet().eval()
+    loader = DeviceLoader(data.test.images, data.test.labels, 8)
+    criterion = torch.nn.CrossEntropyLoss()
+    meter = evaluate(model, loader, criterion, tta=True)
+    x = torch.cat([x for x, _ in loader])
+    with torch.no_grad():
+        logits = (model(x) + model(x.flip(3))) / 2
+    expected_loss = criterion(logits, data.test.labels).item()
+    expected_acc = (logits.argmax(1) == data.test.labels).double().mean().item()
+    loss, acc = meter.result()
+    assert loss == pytest.approx(expected_loss, rel=1e-5) and acc == pytest.approx(expected_acc)

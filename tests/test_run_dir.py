@@ -11,7 +11,7 @@ from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.errors import UserError
 from alexnet_cifar.training.metrics import EpochRecord
 
-from .conftest import TINY, assert_one_line_error, run_cli
+from .conftest import TINY, assert_one_line_error, run_cli, tiny_fit
 
 
 def record(epoch: int) -> EpochRecord:
@@ -181,3 +181,12 @@ def test_a_crash_leaves_no_half_written_metrics(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"cannot write .*metrics.csv: No space left on device \(ENOSPC\)"):
         run.append_metrics(record(1))
     assert run.metrics.read_bytes() == before and sorted(p.name for p in run.path.iterdir()) == ["metrics.csv"]
+
+
+def test_truncate_metrics_drops_epochs_a_resume_trains_again(tmp_path):
+    history, run = tiny_fit(tmp_path)
+    before = run.metrics.read_text()
+    run.truncate_metrics(2)  # nothing to drop
+    assert run.metrics.read_text() == before
+    run.truncate_metrics(1)
+    assert run.history() == history[:1] and run.metrics.read_text() == "".join(before.splitlines(True)[:2])

@@ -1,20 +1,16 @@
 import base64
 import io
-import json
 import os
 import subprocess
-import sys
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.cli import main
-from alexnet_cifar.config import resolve_config
-from alexnet_cifar.data.cifar10 import load_cifar10
-from alexnet_cifar.training.loop import fit
+
+from .conftest import tiny_fit
 
 
 class ImageCollector(HTMLParser):
@@ -34,13 +30,6 @@ class ImageCollector(HTMLParser):
         self.text.append(data)
 
 
-def trained_run(tmp_path, fake_root, epochs=2):
-    cfg = resolve_config("seed", {"epochs": epochs, "batch_size": 16, "lr": 0.02, "device": "cpu"})
-    run = RunDir.create(tmp_path / "run")
-    fit(cfg, load_cifar10(fake_root), run, show_progress=False)
-    return run
-
-
 def assert_png(content: bytes, min_size=(200, 150)) -> None:
     img = Image.open(io.BytesIO(content))
     img.verify()  # a complete, valid PNG
@@ -48,7 +37,7 @@ def assert_png(content: bytes, min_size=(200, 150)) -> None:
 
 
 def test_report_embeds_valid_pngs_and_the_config(tmp_path, fake_root, capsys):
-    run = trained_run(tmp_path, fake_root)
+    run = tiny_fit(tmp_path, data_root=fake_root)[1]
     assert main(["report", str(run.path), "--data-dir", str(fake_root), "--device", "cpu"]) == 0
     names = ["curves.png", "confusion.png", "per_class.png", "most_wrong.png"]
     for name in names:
@@ -63,7 +52,7 @@ def test_report_embeds_valid_pngs_and_the_config(tmp_path, fake_root, capsys):
 
 
 def test_report_finds_the_runs_own_data(tmp_path, fake_root, monkeypatch):
-    run = trained_run(tmp_path, fake_root, epochs=1)
+    run = tiny_fit(tmp_path, data_root=fake_root, epochs=1)[1]
     monkeypatch.delenv("CIFAR10_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(run.path)]) == 0
@@ -71,50 +60,13 @@ def test_report_finds_the_runs_own_data(tmp_path, fake_root, monkeypatch):
 
 
 def test_report_without_data_has_curves_only(tmp_path, fake_root):
-    run = trained_run(tmp_path, fake_root, epochs=1)
+    run = tiny_fit(tmp_path, data_root=fake_root, epochs=1)[1]
     (run.path / "last.pt").unlink()
     (run.path / "model.pt").unlink()
     assert main(["report", str(run.path), "--data-dir", str(tmp_path / "nowhere")]) == 0
     parser = ImageCollector()
     parser.feed((run.path / "report.html").read_text())
     assert list(parser.images) == ["curves.png"]
-
-
-def train_command(fake_root, run_dir, *extra: str) -> list[str]:
-    """`alexnet-cifar train` for one epoch on the fake data, as a subprocess's argv."""
-    args = ["train", "--epochs", "1", "--batch-size", "16", "--data-dir", str(fake_root), "--run-dir", str(run_dir)]
-    return [sys.executable, "-m", "alexnet_cifar", *args, *extra]
-
-
-def test_train_with_report_and_no_progress_bars_off_a_terminal(tmp_path, fake_root):
-    cmd = train_command(fake_root, tmp_path / "run", "--report")
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CIFAR10_ROOT": ""}, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "run" / "report.html").exists()
-    assert "img/s" not in done.stderr and "%|" not in done.stderr  # no progress bar: stderr is a pipe
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["epochs"] == 1
-
-
-def test_progress_bar_shows_on_a_terminal(tmp_path, fake_root):
-    """The same command under a pseudo-terminal draws a bar with images/s; --quiet removes it."""
-    import pty
-
-    outputs = []
-    for extra in ([], ["--quiet"]):
-        cmd = train_command(fake_root, tmp_path / f"run{len(outputs)}", *extra)
-        chunks = []
-
-        def read(fd, chunks=chunks):
-            data = os.read(fd, 4096)
-            chunks.append(data)
-            return data
-
-        # a fresh pty has a 0x0 window, where tqdm draws nothing: give it a terminal's size
-        status = pty.spawn(["sh", "-c", 'stty rows 30 cols 120 && exec "$@"', "sh", *cmd], read)
-        assert os.waitstatus_to_exitcode(status) == 0
-        outputs.append(b"".join(chunks).decode(errors="replace"))
-    assert "img/s" in outputs[0] and "epoch 0" in outputs[0]
-    assert "img/s" not in outputs[1] and "Epoch 0." in outputs[1]
 
 
 def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
@@ -126,7 +78,7 @@ def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
 
     if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
         pytest.skip("no Chromium on this machine (apt-get install chromium)")
-    run = trained_run(tmp_path, fake_root, epochs=1)
+    run = tiny_fit(tmp_path, data_root=fake_root, epochs=1)[1]
     assert main(["report", str(run.path), "--data-dir", str(fake_root)]) == 0
     script = Path(__file__).parents[1] / "scripts" / "screenshot_report.sh"
     env = {**os.environ, "WINDOW": "900,1200"}

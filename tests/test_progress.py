@@ -1,0 +1,43 @@
+"""Progress bars: drawn on a terminal only, never into logs or pipes; --quiet turns them off."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def train_command(fake_root, run_dir, *extra: str) -> list[str]:
+    """`alexnet-cifar train` for one epoch on the fake data, as a subprocess's argv."""
+    args = ["train", "--epochs", "1", "--batch-size", "16", "--data-dir", str(fake_root), "--run-dir", str(run_dir)]
+    return [sys.executable, "-m", "alexnet_cifar", *args, *extra]
+
+
+def test_train_with_report_and_no_progress_bars_off_a_terminal(tmp_path, fake_root):
+    cmd = train_command(fake_root, tmp_path / "run", "--report")
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CIFAR10_ROOT": ""}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "report.html").exists()
+    assert "img/s" not in done.stderr and "%|" not in done.stderr  # no progress bar: stderr is a pipe
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["epochs"] == 1
+
+
+def test_progress_bar_shows_on_a_terminal(tmp_path, fake_root):
+    """The same command under a pseudo-terminal draws a bar with images/s; --quiet removes it."""
+    import pty
+
+    outputs = []
+    for extra in ([], ["--quiet"]):
+        cmd = train_command(fake_root, tmp_path / f"run{len(outputs)}", *extra)
+        chunks = []
+
+        def read(fd, chunks=chunks):
+            data = os.read(fd, 4096)
+            chunks.append(data)
+            return data
+
+        # a fresh pty has a 0x0 window, where tqdm draws nothing: give it a terminal's size
+        status = pty.spawn(["sh", "-c", 'stty rows 30 cols 120 && exec "$@"', "sh", *cmd], read)
+        assert os.waitstatus_to_exitcode(status) == 0
+        outputs.append(b"".join(chunks).decode(errors="replace"))
+    assert "img/s" in outputs[0] and "epoch 0" in outputs[0]
+    assert "img/s" not in outputs[1] and "Epoch 0." in outputs[1]

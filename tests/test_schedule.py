@@ -1,0 +1,44 @@
+"""Mechanics of the accuracy techniques: lr schedules, the weight average, flip TTA, Nesterov."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.data.loader import DeviceLoader, Sampling
+from alexnet_cifar.training.loop import train_one_epoch
+from alexnet_cifar.training.schedule import lr_factor
+from alexnet_cifar.training.trainer import build_trainer
+
+
+def test_linear_schedule_with_warmup_is_a_one_cycle():
+    factors = [lr_factor(s, total_steps=100, warmup_steps=10, kind="linear", final=0.0) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # warm-up reaches the peak
+    assert factors[10] == pytest.approx(1.0) and factors[55] == pytest.approx(0.5)
+    assert factors[99] == pytest.approx(1 / 90)
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
+
+
+def test_cosine_and_constant_and_final_fraction():
+    assert lr_factor(0, 100, 0, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(50, 100, 0, "cosine", 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 0, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(75, 100, 0, "cosine", 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert lr_factor(100, 100, 0, "linear", 0.2) == pytest.approx(0.2)
+    assert [lr_factor(s, 100, 0, "constant", 0.0) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    assert lr_factor(4, 100, 10, "constant", 0.0) == pytest.approx(0.5)
+
+
+def test_scheduler_steps_once_per_batch(fake_root):
+    data = load_cifar10(fake_root)  # 100 train images
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 10, "lr": 0.1, "schedule": "linear", "device": "cpu"})
+    loader = DeviceLoader(data.train.images, data.train.labels, cfg.batch_size, sampling=Sampling(shuffle=True))
+    trainer = build_trainer(cfg, torch.device("cpu"), len(loader))
+    seen = []
+    for _ in range(10):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        train_one_epoch(trainer, loader, max_batches=1)
+    assert seen == pytest.approx([0.1 * (1 - s / 20) for s in range(10)])
