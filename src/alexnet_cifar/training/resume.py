@@ -18,7 +18,8 @@ from ..artifacts.run_dir import RunDir
 from ..config import TrainConfig, resolve_config
 from ..errors import UsageError, UserError
 
-RESUME_MAY_CHANGE = ("epochs", "device", "threads")  # more epochs extend a run; the others only move it
+# More epochs extend a run; the rest choose the machine it runs on, not the algorithm.
+RESUME_MAY_CHANGE = ("epochs", "device", "threads", "amp", "compile", "channels_last", "deterministic")
 
 
 @dataclass(frozen=True)
