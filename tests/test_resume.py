@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,13 +119,20 @@ def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path):
     assert epochs_in_metrics(run) == [0, 1, 2]
 
 
-def test_sigterm_exits_143(data_dir, tmp_path):
+def test_sigterm_exits_143(data_dir, tmp_path, capsys, one_thread):
+    """A real SIGTERM, sent to this process once epoch 0 is saved (no interpreter to start)."""
     run = tmp_path / "run"
-    proc = start(data_dir, run, "--epochs", "50")
-    wait_for(run / "last.pt", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "SIGTERM" in err
+
+    def send_when_saved() -> None:
+        deadline = time.time() + 120
+        while not (run / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send_when_saved, daemon=True).start()
+    code, _, err = train_here(capsys, data_dir, run, "--epochs", "50")
+    assert code == 143 and "stopped by SIGTERM" in err and len(err.strip().splitlines()) == 1, err
+    assert torch.load(run / "last.pt", weights_only=True)["progress"]["batch"] > 0  # stopped inside an epoch
 
 
 def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference, tmp_path, capsys, one_thread):
