@@ -136,7 +136,7 @@ def test_output_that_is_not_an_onnx_model_is_refused(exported, tmp_path):
     (tmp_path / "notes.onnx").write_text("my notes")
     (tmp_path / "empty.onnx").write_bytes(b"")
     for name in ("notes.onnx", "empty.onnx"):
-        with pytest.raises(UserError, match=f"{name} exists and is not an ONNX model; pass another -o or remove it"):
+        with pytest.raises(UserError, match=f"{name} exists and is not an ONNX model exported by alexnet-cifar; pass"):
             export_verified(folder / "model.pt", tmp_path / name, torch.zeros(1, 3, 32, 32))
     with pytest.raises(UserError, match="is a folder"):
         export_onnx(folder / "model.pt", tmp_path)
@@ -144,13 +144,25 @@ def test_output_that_is_not_an_onnx_model_is_refused(exported, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.onnx", "notes.onnx"]
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_existing_onnx_model_is_replaced_once_verified(exported, linear_onnx, fake_root, tmp_path):
     model, folder = exported
     (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "model.onnx"
-    shutil.copy(linear_onnx, out)
+    shutil.copy(linear_onnx, out)  # another program's model: the user's, never replaced
     x = normalised(load_cifar10(fake_root).test.images[:8])
+    with pytest.raises(UserError, match="not an ONNX model exported by alexnet-cifar"):
+        export_verified(folder / "model.pt", out, x)
+    assert out.read_bytes() == linear_onnx.read_bytes()
+    out.unlink()
+    export_onnx(folder / "model.pt", out)  # one of ours: replaced once the new one is verified
     assert export_verified(folder / "model.pt", out, x) <= TOLERANCE
+    assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # the usual mode, not mkstemp's 0600
     with torch.no_grad():
         assert (OnnxModel(out)(x) - model(x)).abs().max() < 1e-4
     assert [p.name for p in out.parent.iterdir()] == ["model.onnx"]  # no temp files
@@ -163,10 +175,11 @@ def test_failed_verification_writes_nothing(exported, linear_onnx, tmp_path, mon
     with pytest.raises(UserError, match=r"onnxruntime differs from PyTorch by .*; nothing written to"):
         export_verified(folder / "model.pt", tmp_path / "new.onnx", x)
     assert list(tmp_path.iterdir()) == []
-    shutil.copy(linear_onnx, tmp_path / "old.onnx")
+    export_onnx(folder / "model.pt", tmp_path / "old.onnx")  # no verification: TOLERANCE plays no part
+    before = (tmp_path / "old.onnx").read_bytes()
     with pytest.raises(UserError, match="nothing written"):
         export_verified(folder / "model.pt", tmp_path / "old.onnx", x)
-    assert (tmp_path / "old.onnx").read_bytes() == linear_onnx.read_bytes()
+    assert (tmp_path / "old.onnx").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["old.onnx"]  # no temp files
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from alexnet_cifar.artifacts.checkpoint import load_checkpoint
+from alexnet_cifar.errors import UserError
 
 from .conftest import TINY, assert_one_line_error, run_cli, write_fake_cifar
 
@@ -184,9 +185,9 @@ def test_synthetic_with_a_data_dir_is_a_usage_error(fake_root, tmp_path, capsys)
 
 
 def test_interrupted_run_names_a_resume_command_that_works(fake_root, tmp_path, capsys, monkeypatch):
-    from alexnet_cifar.training import signals
+    from alexnet_cifar.training.loop import Session
 
-    monkeypatch.setattr(signals.StopOnSignal, "requested", property(lambda self: True))
+    monkeypatch.setattr(Session, "should_stop", lambda self: True)  # as if SIGTERM came during batch 0
     code, _, err = train(capsys, fake_root, tmp_path / "run", "--epochs", "2")
     line = assert_one_line_error(code, err, "stopped by SIGTERM", "resume with:")
     command = line.split("resume with: ", 1)[1]
@@ -322,9 +323,9 @@ def test_ctrl_c_while_starting_is_one_line(capsys, monkeypatch):
 
 
 def test_resume_hint_quotes_a_path_with_spaces(fake_root, tmp_path, capsys, monkeypatch):
-    from alexnet_cifar.training import signals
+    from alexnet_cifar.training.loop import Session
 
-    monkeypatch.setattr(signals.StopOnSignal, "requested", property(lambda self: True))
+    monkeypatch.setattr(Session, "should_stop", lambda self: True)  # as if SIGTERM came during batch 0
     code, _, err = train(capsys, fake_root, tmp_path / "my run", "--epochs", "2")
     assert code == 143 and f"--resume '{tmp_path / 'my run'}'" in err
 
@@ -332,3 +333,83 @@ def test_resume_hint_quotes_a_path_with_spaces(fake_root, tmp_path, capsys, monk
 def test_bench_threads_out_of_range_is_a_usage_error(capsys):
     code, _, err = run_cli(capsys, "bench", "--synthetic", "--threads", "99999999999999999999")
     assert_one_line_error(code, err, "--threads", "1 to 1024", status=2)
+
+
+def test_a_signal_while_starting_leaves_the_replaced_run_in_place(fake_root, tmp_path, capsys, monkeypatch):
+    import signal
+
+    from alexnet_cifar.training import loop
+
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run)[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    real_start = loop.record_start
+
+    def hang_up_while_starting(*args):  # a real SIGHUP (the terminal closed) before the first batch
+        os.kill(os.getpid(), signal.SIGHUP)
+        real_start(*args)
+
+    monkeypatch.setattr(loop, "record_start", hang_up_while_starting)
+    code, _, err = train(capsys, fake_root, run, "--overwrite", "--seed", "1")
+    assert_one_line_error(code, err, "stopped by SIGHUP before training started", status=129)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]
+
+
+def test_an_unexpected_error_is_one_line_and_the_replaced_run_comes_back(fake_root, tmp_path, capsys, monkeypatch):
+    from alexnet_cifar.training import trainer
+
+    run = tmp_path / "run"
+    assert train(capsys, fake_root, run)[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+    def no_compiler(model, cfg):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(trainer, "compiled", no_compiler)
+    code, _, err = train(capsys, fake_root, run, "--overwrite", "--compile")
+    assert_one_line_error(code, err, "unexpected RuntimeError: InvalidCxxCompiler", "ALEXNET_CIFAR_DEBUG=1")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_two_runs_never_share_a_folder(tmp_path, monkeypatch):
+    from alexnet_cifar.artifacts import run_dir
+    from alexnet_cifar.artifacts.run_dir import RunDir, default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = default_run_dir("seed")
+    RunDir.create(first)
+    assert default_run_dir("seed") in (first.with_name(first.name + "-2"), first.parent / "never")
+    real_mkdir = Path.mkdir
+
+    def taken_meanwhile(self, *args, **kwargs):  # another process creates the run between check and mkdir
+        real_mkdir(self, *args, **kwargs)
+        (self / run_dir.MARKER).touch()
+
+    monkeypatch.setattr(Path, "mkdir", taken_meanwhile)
+    with pytest.raises(UserError, match="was just taken by another run; pass another --run-dir"):
+        RunDir.create(tmp_path / "raced")
+
+
+def test_resume_never_downloads_into_another_folder(finished_run, tmp_path, capsys, monkeypatch):
+    from alexnet_cifar.data import source
+
+    fetched = []
+    monkeypatch.setattr(source, "download_cifar10", lambda root, log: fetched.append(root))
+    (tmp_path / "elsewhere").mkdir()
+    code, _, err = run_cli(
+        capsys, "train", "--resume", finished_run, "--epochs", "2", "--data-dir", tmp_path / "elsewhere"
+    )
+    assert_one_line_error(code, err, "CIFAR-10 is not in")
+    assert fetched == [] and list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_console_that_cannot_print_a_path_still_gets_lines(finished_run, tmp_path):
+    import sys
+
+    (tmp_path / "kätze✓.png").write_bytes(b"not an image")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    cmd = [sys.executable, "-m", "alexnet_cifar", "predict", finished_run / "model.pt", tmp_path / "kätze✓.png"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    assert "k\\xe4tze\\u2713.png: error:" in done.stderr

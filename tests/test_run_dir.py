@@ -49,6 +49,7 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
         (lambda p: (fake_run(p), (p / "best.pt").mkdir(), (p / "best.pt" / "thesis.txt").write_text("")), "best.pt"),
         (lambda p: (fake_run(p), (p / "tensorboard" / "events.out.tfevents.photos").mkdir(parents=True)), "tensorb"),
         (lambda p: fake_run(p, ".notes.2024.tmp"), ".notes.2024.tmp"),
+        (lambda p: fake_run(p, "report.html"), "without the mark of alexnet-cifar report"),
         (lambda p: (fake_run(p), (p / "model.pt").symlink_to(p.parent)), "model.pt"),
     ],
     ids=[
@@ -59,6 +60,7 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
         "run name as a folder",
         "event name as a folder",
         "temp-like name",
+        "user's report.html",
         "run name as a link",
     ],
 )
@@ -89,12 +91,15 @@ def test_overwrite_moves_the_old_run_aside_until_the_new_one_starts(tmp_path):
     fake_run(path)
     before = contents(path)
     run = RunDir.create(path, overwrite=True)
-    assert run.replaced is not None and contents(run.replaced) == before and not any(path.iterdir())
+    assert run.replaced is not None and contents(run.replaced) == before
+    assert [p.name for p in path.iterdir()] == [".alexnet-cifar-run"]  # only the new run's marker
     run.abandon()  # the new run failed before its first checkpoint
     assert contents(path) == before and [p.name for p in tmp_path.iterdir()] == ["run"]
     run = RunDir.create(path, overwrite=True)
     run.started()
-    assert not any(path.iterdir()) and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in path.iterdir()] == [".alexnet-cifar-run"] and [p.name for p in tmp_path.iterdir()] == [
+        "run"
+    ]
 
 
 def test_train_overwrite_in_a_folder_of_user_files_deletes_nothing(fake_root, tmp_path, monkeypatch, capsys):
@@ -180,7 +185,10 @@ def test_a_crash_leaves_no_half_written_metrics(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(UserError, match=r"cannot write .*metrics.csv: No space left on device \(ENOSPC\)"):
         run.append_metrics(record(1))
-    assert run.metrics.read_bytes() == before and sorted(p.name for p in run.path.iterdir()) == ["metrics.csv"]
+    assert run.metrics.read_bytes() == before and sorted(p.name for p in run.path.iterdir()) == [
+        ".alexnet-cifar-run",
+        "metrics.csv",
+    ]
 
 
 def test_truncate_metrics_drops_epochs_a_resume_trains_again(tmp_path):

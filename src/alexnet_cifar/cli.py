@@ -11,6 +11,7 @@ run exits 130 (SIGINT) or 143 (SIGTERM) after writing its checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -314,23 +315,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data.source import open_data
     from .device import select_device
     from .training.loop import fit
+    from .training.signals import StopOnSignal
 
     if args.resume:
         return cmd_resume(args)
     cfg = config_from_args(args)
     select_device(cfg.device)  # fail before anything is written
-    data = open_data(args.data_dir, synthetic=args.synthetic, allow_download=not args.no_download)
+    hint = " or drop --no-download"
+    data = open_data(args.data_dir, synthetic=args.synthetic, allow_download=not args.no_download, hint=hint)
     path = args.run_dir or default_run_dir(cfg.recipe)
-    if not is_main_process():
-        run = RunDir(path)
-    else:
-        protect = (data.folder,) if data.folder is not None else ()
-        run = RunDir.create(path, overwrite=args.overwrite, protect=protect)
-    try:
-        fit(cfg, data, run, show_progress=not args.quiet)
-    except BaseException:
-        run.abandon()  # a replaced run comes back if the new one never wrote a checkpoint
-        raise
+    with StopOnSignal() as stop:  # from before an old run is moved aside until the training ends
+        if not is_main_process():
+            run = RunDir(path)
+        else:
+            protect = (data.folder,) if data.folder is not None else ()
+            run = RunDir.create(path, overwrite=args.overwrite, protect=protect)
+        try:
+            fit(cfg, data, run, show_progress=not args.quiet, stop=stop)
+        except BaseException:
+            run.abandon()  # a replaced run comes back if the new one never wrote a checkpoint
+            raise
     if args.report:
         write_run_report(run.path, data, cfg.device)
     return 0
@@ -370,7 +374,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     own_data = args.data_dir is None and not args.synthetic  # the run's own data, unless told otherwise
     data_dir = resume.data_folder if own_data else args.data_dir
     synthetic = resume.data_folder is None if own_data else args.synthetic
-    data = open_data(data_dir, synthetic=synthetic, allow_download=not args.no_download)
+    # another folder is only read: a resume must not fetch data into a folder it will then refuse
+    hint = " or drop --no-download" if own_data else ""
+    data = open_data(data_dir, synthetic=synthetic, allow_download=own_data and not args.no_download, hint=hint)
     fit(resume.config, data, resume.run, resume=resume.state, show_progress=not args.quiet)
     if args.report:
         write_run_report(resume.run.path, data, resume.config.device)
@@ -475,7 +481,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+DEBUG_ENV = "ALEXNET_CIFAR_DEBUG"  # set to 1 to see the traceback of an unexpected error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path the console cannot encode must not end the command
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
@@ -496,5 +508,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a fault no check foresaw (torch.compile without a compiler, say): still one line
+        if os.environ.get(DEBUG_ENV):
+            raise
+        what = " ".join(str(exc).split())[:300] or "no message"
+        print(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {what}; rerun with {DEBUG_ENV}=1 for the "
+            "traceback, and please report it",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         log.removeHandler(handler)

@@ -43,13 +43,17 @@ log = logging.getLogger("alexnet_cifar")
 CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS = "config.json", "metrics.csv", "train.log", "last.pt", "best.pt", "model.pt"
 TENSORBOARD = "tensorboard"
 REPORT_FILES = ("report.html", "curves.png", "confusion.png", "per_class.png", "most_wrong.png")
-RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, TENSORBOARD, *REPORT_FILES})
+REPORT_MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files
+MARKER = ".alexnet-cifar-run"  # created exclusively with the folder: one run per folder, even when two start at once
+RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, TENSORBOARD, MARKER, *REPORT_FILES})
 TEMP_FILE = re.compile(r"^\.(.+)\.\d+\.tmp$")  # atomic_write's temp names, left by a crash
 METRIC_FIELDS = tuple(f.name for f in fields(EpochRecord))
 
 
 def default_run_dir(recipe: str) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
+    """runs/DATE-TIME-RECIPE, with -2, -3, ... when runs start within the same second."""
+    base = Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{recipe}"
+    return next(p for p in (base, *(base.with_name(f"{base.name}-{i}") for i in range(2, 10_000))) if not p.exists())
 
 
 class RunDir:
@@ -87,9 +91,10 @@ class RunDir:
             log.info(f"moved the old run {path} aside to {run.replaced}: deleted once the new run has started")
         try:
             path.mkdir(parents=True, exist_ok=True)
-            probe = path / ".write-test"
-            probe.touch()
-            probe.unlink()
+            os.close(os.open(path / MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # also proves it is writable
+        except FileExistsError:
+            run.abandon()
+            raise UserError(f"run directory {path} was just taken by another run; pass another --run-dir") from None
         except OSError as exc:
             run.abandon()
             raise UserError(f"cannot write run directory {path}: {exc.strerror}; pass a writable --run-dir") from None
@@ -331,7 +336,17 @@ def foreign_reason(path: Path) -> str | None:
                 return f"holds files in {entry} that alexnet-cifar did not write"
         elif not (is_regular(entry) and (entry.name in RUN_FILES or is_temp_of_run_file(entry.name))):
             return f"holds {entry.name!r}, which alexnet-cifar did not write"
+        elif entry.name in REPORT_FILES and not has_report_mark(entry):
+            return f"holds {entry.name!r} without the mark of alexnet-cifar report"
     return None
+
+
+def has_report_mark(path: Path) -> bool:
+    """A regular file that an alexnet-cifar report wrote (the mark stands near its start)."""
+    try:
+        return is_regular(path) and REPORT_MARK.encode() in path.read_bytes()[:8192]
+    except OSError:
+        return False
 
 
 def is_temp_of_run_file(name: str) -> bool:

@@ -14,7 +14,9 @@ from .download import download_cifar10
 log = logging.getLogger("alexnet_cifar")
 
 
-def open_data(data_dir: Path | str | None, *, synthetic: bool = False, allow_download: bool = False) -> CIFAR10:
+def open_data(
+    data_dir: Path | str | None, *, synthetic: bool = False, allow_download: bool = False, hint: str = ""
+) -> CIFAR10:
     """CIFAR-10 from `data_dir` (else $CIFAR10_ROOT, else ./data), fetched first if missing and
     `allow_download`; or synthetic images, which take no folder."""
     if synthetic:
@@ -23,11 +25,9 @@ def open_data(data_dir: Path | str | None, *, synthetic: bool = False, allow_dow
         return synthetic_cifar10()
     root = resolve_data_dir(data_dir)
     if not has_cifar10(root):
-        if not allow_download:
-            raise UserError(
-                f"CIFAR-10 is not in {root}; run `alexnet-cifar download --data-dir {shlex.quote(str(root))}` "
-                "or drop --no-download"
-            )
+        if not allow_download:  # `hint`: another way the caller offers, such as " or drop --no-download"
+            command = f"alexnet-cifar download --data-dir {shlex.quote(str(root))}"
+            raise UserError(f"CIFAR-10 is not in {root}; run `{command}`{hint}")
         log.info(f"CIFAR-10 not found in {root}: downloading it")
         download_cifar10(root, log=log.info)
     return load_cifar10(root)

@@ -26,10 +26,13 @@ from ..errors import UserError, file_error
 
 TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| logit difference accepted by verification
 MAX_ONNX_BYTES = 2**31  # protobuf's limit: a bigger file cannot be a one-file ONNX model
+MARK_KEY = "exported_by"  # metadata every exported model carries: export replaces only such files
+MARK_VALUE = "alexnet-cifar"
 
 
 def is_onnx_model(path: Path) -> bool:
-    """A regular file that parses as an ONNX ModelProto with a graph: the only kind `export` replaces."""
+    """A regular file that parses as an ONNX model with a graph and this tool's mark: the only kind
+    `export` replaces (another program's model is the user's, whatever its format)."""
     onnx = require("onnx")
     try:
         info = path.stat()
@@ -39,7 +42,8 @@ def is_onnx_model(path: Path) -> bool:
         model.ParseFromString(path.read_bytes())
     except Exception:  # protobuf's DecodeError, an unreadable file: either way not provably an ONNX model
         return False
-    return model.HasField("graph") and model.ir_version > 0 and len(model.opset_import) > 0
+    marked = any(p.key == MARK_KEY and p.value == MARK_VALUE for p in model.metadata_props)
+    return model.HasField("graph") and model.ir_version > 0 and len(model.opset_import) > 0 and marked
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -60,7 +64,9 @@ def check_output(checkpoint: Path, out: Path) -> None:
     if not out.parent.is_dir():
         raise UserError(f"-o {out}: folder {out.parent} does not exist; create it or pass another -o")
     if (out.exists() or out.is_symlink()) and not is_onnx_model(out):
-        raise UserError(f"{out} exists and is not an ONNX model; pass another -o or remove it")
+        raise UserError(
+            f"{out} exists and is not an ONNX model exported by alexnet-cifar; pass another -o or remove it"
+        )
 
 
 def temp_beside(out: Path) -> Path:
@@ -70,6 +76,9 @@ def temp_beside(out: Path) -> Path:
     except OSError as exc:
         raise file_error(exc, "write", out) from None
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)  # mkstemp's 0600 would make the model private; files get the usual mode
     return Path(name)
 
 
@@ -96,6 +105,11 @@ def write_onnx(model: nn.Module, path: Path) -> None:
             )
     finally:
         onnx_log.setLevel(level)
+    onnx = require("onnx")
+    proto = onnx.load(str(path))
+    mark = proto.metadata_props.add()
+    mark.key, mark.value = MARK_KEY, MARK_VALUE
+    onnx.save(proto, str(path))
 
 
 def export_to(checkpoint: Path, out: Path, images: torch.Tensor | None) -> float | None:

@@ -18,7 +18,8 @@ from matplotlib.ticker import MaxNLocator
 
 from ..artifacts.atomic import atomic_write
 from ..artifacts.checkpoint import load_model
-from ..artifacts.run_dir import RunDir, is_regular
+from ..artifacts.run_dir import REPORT_MARK as MARK
+from ..artifacts.run_dir import RunDir, has_report_mark
 from ..data.cifar10 import CIFAR10
 from ..errors import UserError
 from ..inference.evaluate import ClassificationReport, classification_report, logits_on_test_set
@@ -26,7 +27,6 @@ from ..training.metrics import EpochRecord
 from .lesson_run import LESSON_HISTORY
 
 WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
-MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[float]]:
@@ -155,11 +155,7 @@ def refuse_foreign(path: Path) -> None:
     """A report replaces only files an earlier report wrote (they carry MARK near their start)."""
     if not os.path.lexists(path):
         return
-    try:
-        ours = is_regular(path) and MARK.encode() in path.read_bytes()[:8192]
-    except OSError:
-        ours = False
-    if not ours:
+    if not has_report_mark(path):
         raise UserError(f"{path} was not written by alexnet-cifar report; move it away to write the report")
 
 

@@ -11,6 +11,7 @@ restores every piece of state, so the final weights equal an uninterrupted run's
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import logging
@@ -99,10 +100,16 @@ def show(bar: tqdm | None, meter: Meter, batch: int, images: int) -> None:
 
 
 def fit(
-    cfg: TrainConfig, data: CIFAR10, run: RunDir, resume: dict[str, Any] | None = None, show_progress: bool = True
+    cfg: TrainConfig,
+    data: CIFAR10,
+    run: RunDir,
+    resume: dict[str, Any] | None = None,
+    show_progress: bool = True,
+    stop: StopOnSignal | None = None,
 ) -> list[EpochRecord]:
     """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch.
-    Under torchrun every rank calls this; only rank 0 writes into `run`."""
+    Under torchrun every rank calls this; only rank 0 writes into `run`. `stop`: signal handlers the
+    caller installed earlier (so a signal during start-up is not lost); else fit installs its own."""
     if resume is not None:
         check_same_data(resume, data, run)  # before anything is written
     info = from_environment()
@@ -115,8 +122,8 @@ def fit(
     handler = run.attach_log() if info.is_main else None
     clean = False  # whether every rank leaves at the same point (a finish, or a stop they agreed on)
     try:
-        with StopOnSignal() as stop:
-            runtime = Runtime(device, info, stop, show_progress and info.is_main)
+        with contextlib.nullcontext(stop) if stop is not None else StopOnSignal() as handlers:
+            runtime = Runtime(device, info, handlers, show_progress and info.is_main)
             history = Session(cfg, data, run, runtime).train(resume)
         clean = True
         return history
@@ -159,6 +166,9 @@ class Session:
         if resume is not None:
             self.resume(resume)
         self.announce()
+        if self.stop.requested:  # a signal during start-up: leave before anything is trained or saved
+            name = signal.Signals(self.stop.signum).name
+            raise Interrupted(f"stopped by {name} before training started; nothing saved", EXIT_CODES[self.stop.signum])
         history = []
         while self.state.epoch < self.cfg.epochs:
             start = time.perf_counter() - self.state.seconds

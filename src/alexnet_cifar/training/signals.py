@@ -1,5 +1,5 @@
-"""Graceful stops: the first SIGINT or SIGTERM asks the loop to stop after the current batch; a
-second SIGINT quits at once (as a KeyboardInterrupt)."""
+"""Graceful stops: the first SIGINT, SIGTERM or SIGHUP asks the loop to stop after the current batch;
+a second SIGINT quits at once (as a KeyboardInterrupt)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from types import FrameType
 
 log = logging.getLogger("alexnet_cifar")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
+if hasattr(signal, "SIGHUP"):  # a closed terminal or ssh session: stop as cleanly as for SIGTERM
+    EXIT_CODES[signal.SIGHUP] = 129
 
 
 class StopOnSignal:
