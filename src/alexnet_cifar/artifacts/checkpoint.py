@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ def _read(path: Path) -> object:
     if not path.is_file():
         raise UserError(f"checkpoint {path} is not a regular file; {FOREIGN_HINT}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         raise file_error(exc, "read checkpoint", path) from None
     except Exception as exc:  # torch.load raises many types for non-checkpoints and truncation
