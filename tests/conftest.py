@@ -43,6 +43,18 @@ def write_fake_cifar(
     return root
 
 
+@pytest.fixture(autouse=True)
+def torch_settings_restored():
+    """In-process runs set torch's threads (--threads 1) and deterministic mode process-wide: put them
+    back, so no later test runs on fewer cores than the machine has."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
 @pytest.fixture
 def fake_root(tmp_path: Path) -> Path:
     return write_fake_cifar(tmp_path / "data")

@@ -35,15 +35,6 @@ def start(data_dir: Path, run: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([*cmd, *ARGS, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.fixture
-def one_thread():
-    """In-process runs use --threads 1 like the subprocess ones (the same arithmetic); restore after."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
 def train_here(capsys, data_dir: Path, run: Path, *extra: str) -> tuple[int, str, str]:
     """The CLI's train in this process: no start-up cost, the same arguments as `start`."""
     return run_cli(capsys, "train", "--data-dir", data_dir, "--run-dir", run, "--quiet", *ARGS, *extra)
@@ -119,7 +110,7 @@ def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path):
     assert epochs_in_metrics(run) == [0, 1, 2]
 
 
-def test_sigterm_exits_143(data_dir, tmp_path, capsys, one_thread):
+def test_sigterm_exits_143(data_dir, tmp_path, capsys):
     """A real SIGTERM, sent to this process once epoch 0 is saved (no interpreter to start)."""
     run = tmp_path / "run"
 
@@ -135,7 +126,7 @@ def test_sigterm_exits_143(data_dir, tmp_path, capsys, one_thread):
     assert torch.load(run / "last.pt", weights_only=True)["progress"]["batch"] > 0  # stopped inside an epoch
 
 
-def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference, tmp_path, capsys, one_thread):
+def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_here(capsys, data_dir, run, "--epochs", "2")[0] == 0
     before = (run / "model.pt").read_bytes()
@@ -174,7 +165,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_p
     assert run.last.read_bytes() == good
 
 
-def test_deterministic_runs_repeat(data_dir, tmp_path, capsys, one_thread):
+def test_deterministic_runs_repeat(data_dir, tmp_path, capsys):
     rows = []
     for name in ("a", "b"):
         assert train_here(capsys, data_dir, tmp_path / name, "--epochs", "2", "--deterministic")[0] == 0

@@ -238,19 +238,20 @@ class Session:
         raise Interrupted(message, EXIT_CODES[signum], resume_dir=self.run.path)
 
     def end_epoch(self, result: EpochResult, start: float) -> EpochRecord:
-        """Evaluate, then checkpoint and record the epoch (the checkpoint first, so a resumed run
-        never repeats a metrics row)."""
+        """Evaluate, record the epoch's row, then checkpoint. The row comes first: a crash between the
+        two leaves a row whose epoch the resume trains again, and the resume drops that row first; the
+        other order would lose the row for good."""
         record = self.evaluate(result.meter, start)
         if not (math.isfinite(record.train_loss) and math.isfinite(record.valid_loss)):
             raise NonFiniteLoss(self.diverged(f"the loss became NaN or infinite in epoch {record.epoch}"))
+        if self.info.is_main:
+            self.run.append_metrics(record)
         state = self.state
         state.epoch, state.batch, state.seconds = state.epoch + 1, 0, 0.0
         if record.valid_acc > state.best_acc:
             state.best_acc = record.valid_acc
             self.checkpoint(self.run.best)
         self.checkpoint(self.run.last)
-        if self.info.is_main:
-            self.run.append_metrics(record)
         return record
 
     def evaluate(self, train: Meter, start: float) -> EpochRecord:
