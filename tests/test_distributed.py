@@ -21,19 +21,13 @@ def data_dir(tmp_path_factory) -> Path:
     return write_fake_cifar(tmp_path_factory.mktemp("ddp") / "data", per_batch=64, n_test=50)  # 320 = 10 x 32
 
 
+# two worker processes on this machine; torchrun picks a free port for the rendezvous
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+TRAIN = ["-m", "alexnet_cifar", "train"]
+
+
 def torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "alexnet_cifar",
-        "train",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*TORCHRUN, *TRAIN, *args], capture_output=True, text=True, timeout=300)
 
 
 def single(*args: str) -> subprocess.CompletedProcess:
@@ -78,20 +72,7 @@ def test_distributed_resume_extends_like_a_single_run(data_dir, tmp_path):
         "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "two"), "--epochs", "1", "--batch-size", "16", *COMMON
     )
     assert first.returncode == 0, first.stdout + first.stderr
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "alexnet_cifar",
-        "train",
-        "--resume",
-        str(tmp_path / "two"),
-        "--epochs",
-        "2",
-    ]
+    cmd = [*TORCHRUN, *TRAIN, "--resume", str(tmp_path / "two"), "--epochs", "2"]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     one = single(
@@ -106,21 +87,7 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(tmp_path_
     checkpoint, all leave the group together, and the resumed run ends as an unbroken one does."""
     data = write_fake_cifar(tmp_path_factory.mktemp("ddp-signal") / "data", per_batch=384, n_test=50)  # 60 x 32
     args = ["--data-dir", str(data), "--epochs", "4", *COMMON]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "alexnet_cifar",
-        "train",
-        "--run-dir",
-        str(tmp_path / "two"),
-        "--batch-size",
-        "16",
-        *args,
-    ]
+    cmd = [*TORCHRUN, *TRAIN, "--run-dir", str(tmp_path / "two"), "--batch-size", "16", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / "two" / "last.pt").exists():  # epoch 0 is done
@@ -131,18 +98,7 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(tmp_path_
     assert "stopped by SIGTERM" in out + err and "terminate called" not in err, out + err
     progress = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["progress"]
     assert (progress["epoch"], progress["batch"]) < (4, 0), "the run finished before the signal"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "alexnet_cifar",
-        "train",
-        "--resume",
-        str(tmp_path / "two"),
-    ]
+    cmd = [*TORCHRUN, *TRAIN, "--resume", str(tmp_path / "two")]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     whole = torchrun("--run-dir", str(tmp_path / "whole"), "--batch-size", "16", *args)  # never interrupted
