@@ -414,3 +414,24 @@ def test_a_console_that_cannot_print_a_path_still_gets_lines(finished_run, tmp_p
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr and "Logging error" not in done.stderr
     assert "k\\xe4tze\\u2713.png: error:" in done.stderr
+
+
+def test_report_of_a_synthetic_run_uses_no_test_set(fake_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CIFAR10_ROOT", str(fake_root))  # a real-looking default that must not be used
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.config import resolve_config
+    from alexnet_cifar.data.cifar10 import synthetic_cifar10
+    from alexnet_cifar.training.loop import fit
+
+    run = tmp_path / "run"  # what `train --synthetic` writes, on a few images instead of 60,000
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 32, "device": "cpu"})
+    fit(cfg, synthetic_cifar10(n_train=64, n_test=32), RunDir.create(run), show_progress=False)
+    code, out, err = run_cli(capsys, "report", run)
+    assert code == 0 and "trained on synthetic images" in out, err
+    assert not (run / "confusion.png").exists() and (run / "curves.png").exists()
+
+
+def test_onnx_on_another_device_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(b"")
+    code, _, err = run_cli(capsys, "predict", tmp_path / "m.onnx", tmp_path / "x.png", "--device", "cuda")
+    assert_one_line_error(code, err, "an ONNX model runs on the CPU", status=2)

@@ -453,7 +453,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not args.run_dir.is_dir():
         raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
-    data = find_test_data(args.data_dir, RunDir(args.run_dir).data_folder())
+    run = RunDir(args.run_dir)
+    if args.data_dir is None and run.info_or_empty().get("environment", {}).get("synthetic") is True:
+        log.info("the run trained on synthetic images: the report has learning curves only (pass --data-dir)")
+        data = None
+    else:
+        data = find_test_data(args.data_dir, run.data_folder())
     write_run_report(args.run_dir, data, args.device)
     return 0
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..device import select_device
+from ..errors import UsageError
 from .checkpoint import load_model
 
 
@@ -17,6 +18,8 @@ def load_inference_model(path: Path, device: str = "auto") -> tuple[nn.Module, t
     if path.suffix == ".onnx":
         from .onnx_model import OnnxModel
 
+        if device not in ("auto", "cpu"):
+            raise UsageError(f"--device {device}: an ONNX model runs on the CPU here; drop --device or pass a .pt")
         return OnnxModel(path), torch.device("cpu")
     where = select_device(device)
     model, _ = load_model(path, where)

@@ -323,7 +323,8 @@ def folder_name(data: CIFAR10) -> str | None:
 def record_start(run: RunDir, cfg: TrainConfig, data: CIFAR10, device: torch.device, info: DistInfo) -> None:
     """config.json: the config as asked, and how this machine ran it (amp = auto resolved here)."""
     amp = use_amp(cfg.amp, device)
-    facts = {"world_size": info.world_size, "data_folder": folder_name(data), "bf16_autocast": amp}
+    where = {"data_folder": folder_name(data), "synthetic": data.folder is None}
+    facts = {"world_size": info.world_size, **where, "bf16_autocast": amp}
     run.write_config(cfg.to_dict(), device, facts)
 
 
