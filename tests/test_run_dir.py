@@ -198,3 +198,13 @@ def test_truncate_metrics_drops_epochs_a_resume_trains_again(tmp_path):
     assert run.metrics.read_text() == before
     run.truncate_metrics(1)
     assert run.history() == history[:1] and run.metrics.read_text() == "".join(before.splitlines(True)[:2])
+
+
+def test_overwrite_through_a_link_drops_the_link_not_what_it_points_to(tmp_path):
+    fake_run(tmp_path / "target")
+    before = contents(tmp_path / "target")
+    (tmp_path / "run").symlink_to(tmp_path / "target")
+    run = RunDir.create(tmp_path / "run", overwrite=True)
+    run.started()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "target"]  # no stale .run.replaced-PID link
+    assert contents(tmp_path / "target") == before and not (tmp_path / "run").is_symlink()

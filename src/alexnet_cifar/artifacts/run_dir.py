@@ -102,9 +102,13 @@ class RunDir:
 
     def started(self) -> None:
         """The new run has written a checkpoint: the run it replaces can go."""
-        if self.replaced is not None:
+        if self.replaced is None:
+            return
+        if self.replaced.is_symlink():  # --run-dir named a link: drop the link, never what it points to
+            self.replaced.unlink(missing_ok=True)
+        else:
             shutil.rmtree(self.replaced, ignore_errors=True)
-            self.replaced = None
+        self.replaced = None
 
     def abandon(self) -> None:
         """The new run failed before its first checkpoint: put the replaced run back in its place."""

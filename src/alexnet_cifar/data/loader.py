@@ -35,10 +35,6 @@ class Augment:
     crop_padding: int = 0  # pixels of zero padding for a random 32x32 crop; 0 = no crop
     flip: bool = False  # random horizontal flip with probability 1/2
 
-    @property
-    def active(self) -> bool:
-        return self.crop_padding > 0 or self.flip
-
 
 @dataclass(frozen=True)
 class Sampling:
