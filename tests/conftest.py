@@ -43,6 +43,16 @@ def write_fake_cifar(
     return root
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist the workers share the cores: each gets its share of torch threads, since
+    more threads than cores slows every worker down."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 @pytest.fixture(autouse=True)
 def torch_settings_restored():
     """In-process runs set torch's threads (--threads 1) and deterministic mode process-wide: put them
@@ -52,7 +62,8 @@ def torch_settings_restored():
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     yield
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._inductor
+        torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture

@@ -56,10 +56,8 @@ def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_data_seed_epoch_beats_30_percent_and_fast_beats_seed(real_root, tmp_path):
-    """The core acceptance check, and the fast recipe's first epoch against the lesson's (about 70 s)."""
+def test_real_data_seed_epoch_beats_30_percent(real_root, tmp_path):
+    """The core acceptance check: one epoch of the lesson's recipe on the real CIFAR-10 (about 30 s)."""
     data = load_cifar10(real_root)
     seed = fit(resolve_config("seed", {"epochs": 1}), data, RunDir.create(tmp_path / "seed"), show_progress=False)
-    fast = fit(resolve_config("fast"), data, RunDir.create(tmp_path / "fast"), show_progress=False)
     assert seed[0].valid_acc > 0.30
-    assert fast[0].valid_acc > seed[0].valid_acc

@@ -23,22 +23,32 @@ def test_train_with_report_and_no_progress_bars_off_a_terminal(tmp_path, fake_ro
 
 
 def test_progress_bar_shows_on_a_terminal(tmp_path, fake_root):
-    """The same command under a pseudo-terminal draws a bar with images/s; --quiet removes it."""
+    """The command under a pseudo-terminal draws a bar with images/s."""
     import pty
 
-    outputs = []
-    for extra in ([], ["--quiet"]):
-        cmd = train_command(fake_root, tmp_path / f"run{len(outputs)}", *extra)
-        chunks = []
+    chunks = []
 
-        def read(fd, chunks=chunks):
-            data = os.read(fd, 4096)
-            chunks.append(data)
-            return data
+    def read(fd):
+        data = os.read(fd, 4096)
+        chunks.append(data)
+        return data
 
-        # a fresh pty has a 0x0 window, where tqdm draws nothing: give it a terminal's size
-        status = pty.spawn(["sh", "-c", 'stty rows 30 cols 120 && exec "$@"', "sh", *cmd], read)
-        assert os.waitstatus_to_exitcode(status) == 0
-        outputs.append(b"".join(chunks).decode(errors="replace"))
-    assert "img/s" in outputs[0] and "epoch 0" in outputs[0]
-    assert "img/s" not in outputs[1] and "Epoch 0." in outputs[1]
+    # a fresh pty has a 0x0 window, where tqdm draws nothing: give it a terminal's size
+    cmd = train_command(fake_root, tmp_path / "run")
+    status = pty.spawn(["sh", "-c", 'stty rows 30 cols 120 && exec "$@"', "sh", *cmd], read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    output = b"".join(chunks).decode(errors="replace")
+    assert "img/s" in output and "epoch 0" in output
+
+
+def test_quiet_removes_the_bar_from_a_terminal(tmp_path, fake_root, capsys, monkeypatch):
+    """In this process, with stderr claiming to be a terminal: a bar without --quiet, none with it."""
+    args = ["train", "--epochs", "1", "--batch-size", "16", "--data-dir", fake_root]
+    errs = []
+    for name, extra in (("bar", []), ("quiet", ["--quiet"])):
+        capsys.readouterr()
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        code, out, err = run_cli(capsys, *args, "--run-dir", tmp_path / name, *extra)
+        assert code == 0, err
+        errs.append(err)
+    assert "img/s" in errs[0] and "img/s" not in errs[1] and "Epoch 0." in out

@@ -21,13 +21,13 @@ from alexnet_cifar.training.loop import fit
 
 from .conftest import assert_one_line_error, run_cli, write_fake_cifar
 
-# 2,000 fake training images in batches of 16: 125 batches, a fraction of a second per epoch.
+# 640 fake training images in batches of 16: 40 batches, about a second per epoch on one thread.
 ARGS = ["--batch-size", "16", "--lr", "0.02", "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    return write_fake_cifar(tmp_path_factory.mktemp("fake") / "data", per_batch=400, n_test=200)
+    return write_fake_cifar(tmp_path_factory.mktemp("fake") / "data", per_batch=128, n_test=100)
 
 
 def start(data_dir: Path, run: Path, *extra: str) -> subprocess.Popen:
@@ -42,11 +42,6 @@ def train_here(capsys, data_dir: Path, run: Path, *extra: str) -> tuple[int, str
 
 def resume_here(capsys, run: Path, *extra: str) -> tuple[int, str, str]:
     return run_cli(capsys, "train", "--resume", run, "--no-download", "--quiet", *extra)
-
-
-def resume(run: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "alexnet_cifar", "train", "--resume", str(run), "--no-download", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -69,10 +64,12 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(data_dir, tmp_path_factory) -> Path:
-    """An uninterrupted 3-epoch run."""
+    """An uninterrupted 3-epoch run, in this process (the interrupted runs below are subprocesses)."""
+    from alexnet_cifar.cli import main
+
     run = tmp_path_factory.mktemp("ref") / "run"
-    proc = start(data_dir, run, "--epochs", "3")
-    assert proc.wait(timeout=300) == 0, proc.communicate()
+    cmd = ["train", "--data-dir", str(data_dir), "--run-dir", str(run), "--quiet", *ARGS, "--epochs", "3"]
+    assert main(cmd) == 0
     return run
 
 
@@ -81,20 +78,20 @@ def epochs_in_metrics(run: Path) -> list[int]:
         return [int(r["epoch"]) for r in csv.DictReader(f)]
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_dir, reference, tmp_path):
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_dir, reference, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start(data_dir, run, "--epochs", "3")
     wait_for(run / "last.pt", proc)  # epoch 0 is done; SIGKILL lands in epoch 1, which leaves no checkpoint
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    done = resume(run)
-    assert done.returncode == 0, done.stderr
+    code, _, err = resume_here(capsys, run)
+    assert code == 0, err
     assert_same_weights(run, reference)
     assert epochs_in_metrics(run) == [0, 1, 2]
 
 
-def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path):
+def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start(data_dir, run, "--epochs", "3")
     wait_for(run / "last.pt", proc)
@@ -104,8 +101,8 @@ def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path):
     assert f"-m alexnet_cifar train --resume {run}" in err and "Traceback" not in err
     progress = torch.load(run / "last.pt", weights_only=True)["progress"]
     assert progress["batch"] > 0 or progress["epoch"] > 1  # stopped inside an epoch, not only at its end
-    done = resume(run)
-    assert done.returncode == 0, done.stderr
+    code, _, err = resume_here(capsys, run)
+    assert code == 0, err
     assert_same_weights(run, reference)
     assert epochs_in_metrics(run) == [0, 1, 2]
 
@@ -135,7 +132,7 @@ def test_finished_run_resumes_to_nothing_and_can_be_extended(data_dir, reference
     assert (run / "model.pt").read_bytes() == before
     code, _, err = resume_here(capsys, run, "--epochs", "3")
     assert code == 0, err
-    assert_same_weights(run, reference)  # the subprocess reference: in-process runs compute the same
+    assert_same_weights(run, reference)
 
 
 def test_config_change_on_resume_is_refused(reference, capsys):
@@ -159,7 +156,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_p
     state = torch.load(run.last, weights_only=True)
     state["model"]["fc3.bias"][3] = float("nan")  # as a diverged step would leave it
     cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu"})
-    with pytest.raises(NonFiniteLoss, match=r"NaN or infinite at epoch 1, within batches 0-49 \(lr 0.02\)") as info:
+    with pytest.raises(NonFiniteLoss, match=r"NaN or infinite at epoch 1, within batches 0-39 \(lr 0.02\)") as info:
         fit(cfg, data, run, resume=state)
     assert "\n" not in str(info.value)
     assert run.last.read_bytes() == good
@@ -180,7 +177,7 @@ def test_checkpoint_holds_everything_resuming_needs(reference):
     state = torch.load(reference / "last.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "ema", "config", "progress"} <= state.keys()
     assert {"torch", "numpy", "python"} <= state["progress"]["rng"].keys()
-    assert state["progress"]["epoch"] == 3 and state["progress"]["step"] == 3 * 125
+    assert state["progress"]["epoch"] == 3 and state["progress"]["step"] == 3 * 40
     assert os.listdir(reference) and not [p for p in os.listdir(reference) if p.endswith(".tmp")]
 
 

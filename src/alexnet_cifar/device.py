@@ -25,7 +25,9 @@ def set_deterministic(enabled: bool) -> None:
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(enabled)
+    # Only on a change: the call imports torch._inductor, about 2 s at every start-up.
+    if torch.are_deterministic_algorithms_enabled() != enabled:
+        torch.use_deterministic_algorithms(enabled)
 
 
 def cpu_has_fast_bf16() -> bool:
