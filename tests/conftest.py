@@ -120,3 +120,24 @@ def tiny_fit(tmp_path: Path, name: str = "run", data_root: Path | None = None, *
     cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu", **overrides})
     run = RunDir.create(tmp_path / name)
     return fit(cfg, load_cifar10(data_root), run, show_progress=False), run
+
+
+def stop_after(batches: int):
+    """Signal handlers (for `fit(stop=...)`) that see a SIGTERM after `batches` batches, with no real signal."""
+    import signal
+
+    from alexnet_cifar.training.signals import StopOnSignal
+
+    class StopAfter(StopOnSignal):
+        def __init__(self) -> None:
+            super().__init__()
+            self.left = batches
+
+        @property
+        def requested(self) -> bool:
+            self.left -= 1
+            if self.left <= 0:
+                self.signum = signal.SIGTERM
+            return self.left <= 0
+
+    return StopAfter()

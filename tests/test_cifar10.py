@@ -1,3 +1,4 @@
+import inspect
 import os
 import pickle
 from pathlib import Path
@@ -125,3 +126,46 @@ def test_class_name_that_is_not_utf8_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError, match=r"batches.meta: class name b'\\xff\\xfetruck' is not UTF-8 text") as info:
         load_cifar10(root)
     assert "alexnet-cifar download" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_written_batches_keep_the_canonical_layout(tmp_path):
+    """What the npm route writes reads like the official files, for other readers too."""
+    from alexnet_cifar.data.cifar10 import write_batch, write_meta
+
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    write_batch(tmp_path / "data_batch_1", data, [3, 7], "training batch 1 of 5")
+    write_meta(tmp_path / "batches.meta")
+    with open(tmp_path / "data_batch_1", "rb") as f:
+        entry = pickle.load(f)
+    assert entry["batch_label"] == "training batch 1 of 5" and entry["labels"] == [3, 7]
+    assert np.array_equal(entry["data"], data) and len(entry["filenames"]) == 2
+    assert all(isinstance(n, str) and n.endswith(".png") for n in entry["filenames"])
+    with open(tmp_path / "batches.meta", "rb") as f:
+        meta = pickle.load(f)
+    assert meta == {"num_cases_per_batch": 10000, "label_names": list(CLASSES), "num_vis": 3072}
+
+
+@pytest.mark.parametrize("where", ["root", "batch folder", "batch file"])
+def test_repair_hint_names_the_batch_folder_and_the_data_folder(tmp_path, where):
+    from alexnet_cifar.data.cifar10 import fix_hint
+
+    path = {
+        "root": tmp_path,
+        "batch folder": tmp_path / "cifar-10-batches-py",
+        "batch file": tmp_path / "cifar-10-batches-py" / "data_batch_3",
+    }[where]
+    hint = fix_hint(path)
+    assert f"delete {tmp_path / 'cifar-10-batches-py'} and run" in hint
+    assert f"alexnet-cifar download --data-dir {tmp_path}`" in hint
+
+
+def test_synthetic_data_has_cifar10s_shape_and_repeats_by_seed():
+    from alexnet_cifar.data.cifar10 import synthetic_cifar10
+
+    data = synthetic_cifar10(n_train=20, n_test=10)
+    assert data.train.images.shape == (20, 3, 32, 32) and data.train.images.dtype == torch.uint8
+    assert data.test.labels.tolist() == list(range(10)) and data.folder is None and not data.official
+    assert torch.equal(synthetic_cifar10(n_train=20, n_test=10).train.images, data.train.images)
+    assert not torch.equal(synthetic_cifar10(n_train=20, n_test=10, seed=1).train.images, data.train.images)
+    defaults = {k: v.default for k, v in inspect.signature(synthetic_cifar10).parameters.items()}
+    assert defaults == {"n_train": 50_000, "n_test": 10_000, "seed": 0}  # CIFAR-10's sizes, for timing

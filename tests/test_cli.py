@@ -21,6 +21,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.process
 def test_train_one_epoch_end_to_end(fake_root, tmp_path):
     done = cli(
         "train", "--epochs", "1", "--batch-size", "16", "--data-dir", str(fake_root), "--run-dir", str(tmp_path / "run")
@@ -53,6 +54,7 @@ def test_data_dir_from_environment(fake_root, tmp_path, capsys, monkeypatch):
         (["frobnicate"], "invalid choice: 'frobnicate'", 2),
     ],
 )
+@pytest.mark.process
 def test_bad_arguments_are_one_line_errors(args, message, code):
     done = cli(*args)
     assert done.returncode == code
@@ -103,6 +105,7 @@ def test_config_file_and_flags(fake_root, tmp_path, capsys):
     assert '"batch_size": 50' in (tmp_path / "r" / "config.json").read_text()
 
 
+@pytest.mark.process
 def test_help_shows_defaults():
     done = cli("train", "--help")
     assert done.returncode == 0 and "(default: 20)" in done.stdout and "(default: 0.1)" in done.stdout
@@ -114,6 +117,7 @@ def test_download_when_present(fake_root, capsys):
     assert "nothing to download" in out and "100 train + 30 test images" in out
 
 
+@pytest.mark.process
 def test_help_answers_without_importing_torch():
     """--help must be instant: torch is imported by the commands that need it, not before parsing."""
     code = "import sys; from alexnet_cifar.cli import main\ntry: main(['train', '--help'])\nexcept SystemExit: pass\n"

@@ -94,6 +94,18 @@ def test_recipes_are_valid_and_listed(capsys):
     assert out == recipes_table() + "\n" and "nesterov" in out and "True*" in out
 
 
+def test_recipes_table_stars_exactly_the_fields_that_differ_from_the_seed_recipe():
+    header, *rows = recipes_table().splitlines()
+    assert header.split() == ["field", *RECIPES]
+    seed = RECIPES["seed"]
+    for row in rows:
+        name, *cells = row.split()
+        assert name != "recipe" and len(cells) == len(RECIPES)
+        for recipe, cell in zip(RECIPES, cells, strict=True):
+            differs = getattr(RECIPES[recipe], name) != getattr(seed, name)
+            assert cell.endswith("*") == differs, (recipe, name, cell)
+
+
 @pytest.mark.slow
 def test_real_data_fast_recipe_beats_the_lessons_first_epoch_in_one(real_root, tmp_path):
     """The fast recipe's training laid over one epoch beats the lesson's own first epoch (45.0%)."""

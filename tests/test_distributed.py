@@ -14,6 +14,8 @@ import torch
 
 from .conftest import write_fake_cifar
 
+pytestmark = pytest.mark.process
+
 # a small step keeps float rounding between one and two processes from growing over 60 steps
 COMMON = ["--lr", "0.01", "--device", "cpu", "--threads", "1"]
 

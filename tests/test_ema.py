@@ -3,9 +3,15 @@
 import pytest
 import torch
 
+from alexnet_cifar.artifacts.checkpoint import load_checkpoint, load_model
+from alexnet_cifar.artifacts.run_dir import RunDir
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.errors import Interrupted
 from alexnet_cifar.training.ema import EMA
+from alexnet_cifar.training.loop import fit
 
-from .conftest import tiny_fit
+from .conftest import stop_after, tiny_fit
 
 
 def test_ema_update_arithmetic():
@@ -29,8 +35,6 @@ def test_ema_update_arithmetic():
 
 
 def test_ema_is_evaluated_and_saved(fake_root, tmp_path):
-    from alexnet_cifar.artifacts.checkpoint import load_model
-
     _, run = tiny_fit(tmp_path, data_root=fake_root, epochs=1, batch_size=10, lr=0.05, ema=0.9)
     state = torch.load(run.last, weights_only=True)
     final = torch.load(run.weights, weights_only=True)
@@ -38,3 +42,33 @@ def test_ema_is_evaluated_and_saved(fake_root, tmp_path):
     assert not torch.equal(final["fc3.bias"], state["model"]["fc3.bias"])
     model, _ = load_model(run.last, torch.device("cpu"))
     assert torch.equal(model.fc3.bias, final["fc3.bias"])
+
+
+def test_ema_state_round_trip():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.99)
+    for _ in range(3):
+        ema.update(model)
+    again = EMA(torch.nn.Linear(2, 1), decay=0.99)
+    again.load_state_dict(ema.state_dict())
+    assert again.updates == 3 and again.current_decay() == ema.current_decay()
+    assert all(torch.equal(a, b) for a, b in zip(again.model.parameters(), ema.model.parameters(), strict=True))
+
+
+def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
+    """The average (and its warm-up count) survive a stop mid-epoch: the resumed run ends where an
+    unbroken one does, for the raw weights and the averaged ones."""
+    data = load_cifar10(fake_root)
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.05, "ema": 0.9})
+    fit(cfg, data, RunDir.create(tmp_path / "whole"), show_progress=False)
+    run = RunDir.create(tmp_path / "run")
+    with pytest.raises(Interrupted):
+        fit(cfg, data, run, show_progress=False, stop=stop_after(10))
+    fit(cfg, data, run, resume=load_checkpoint(run.last, training=True), show_progress=False)
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    resumed = torch.load(run.last, weights_only=True)
+    assert whole["ema"]["updates"] == resumed["ema"]["updates"] == 14
+    for part in ("model", "ema"):
+        a, b = whole[part], resumed[part]
+        weights = (a["model"], b["model"]) if part == "ema" else (a, b)
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), part

@@ -405,6 +405,7 @@ def test_resume_never_downloads_into_another_folder(finished_run, tmp_path, caps
     assert fetched == [] and list((tmp_path / "elsewhere").iterdir()) == []
 
 
+@pytest.mark.process
 def test_a_console_that_cannot_print_a_path_still_gets_lines(finished_run, tmp_path):
     import sys
 

@@ -106,3 +106,14 @@ def test_batches_from_the_middle_equal_an_unbroken_epoch():
 def test_rejects_float_images():
     with pytest.raises(ValueError, match="uint8"):
         DeviceLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4), 2)
+
+
+def test_batches_stay_on_the_loaders_device():
+    """The meta device stands in for a GPU: a CPU tensor mixed into the arithmetic fails on it."""
+    images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
+    sampling = Sampling(shuffle=True, augment=Augment(crop_padding=4, flip=True))
+    loader = DeviceLoader(images, torch.arange(10), 4, sampling=sampling, device="meta")
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    assert all(x.device.type == y.device.type == "meta" and x.shape[1:] == (3, 32, 32) for x, y in batches)
+    assert all(x.dtype == torch.float32 for x, _ in batches)

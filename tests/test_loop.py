@@ -4,13 +4,16 @@ import json
 import pytest
 import torch
 
+from alexnet_cifar.artifacts.checkpoint import load_checkpoint
 from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.errors import Interrupted, NonFiniteLoss
 from alexnet_cifar.model import AlexNet
 from alexnet_cifar.training.loop import fit
+from alexnet_cifar.training.trainer import Trainer
 
-from .conftest import tiny_fit
+from .conftest import stop_after, tiny_fit, write_fake_cifar
 
 
 def test_fit_writes_the_run_directory(tmp_path):
@@ -61,3 +64,91 @@ def test_real_data_seed_epoch_beats_30_percent(real_root, tmp_path):
     data = load_cifar10(real_root)
     seed = fit(resolve_config("seed", {"epochs": 1}), data, RunDir.create(tmp_path / "seed"), show_progress=False)
     assert seed[0].valid_acc > 0.30
+
+
+class SeenBatches:
+    """Every training batch the network is given, mapped back to (training index, flipped) by
+    matching pixels: an account of what training saw that does not go through the loader."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.index = {img.numpy().tobytes(): i for i, img in enumerate(images)}
+        self.batches: list[torch.Tensor] = []  # uint8 pixels, as normalised for the network
+
+    def __call__(self, module: torch.nn.Module, args: tuple) -> None:
+        if isinstance(module, AlexNet) and module.training:
+            self.batches.append(((args[0].detach() + 1) * 127.5).round().to(torch.uint8))
+
+    def find(self, img: torch.Tensor) -> tuple[int, bool]:
+        plain, flipped = img.numpy().tobytes(), img.flip(2).numpy().tobytes()
+        return (self.index[plain], False) if plain in self.index else (self.index[flipped], True)
+
+    def epochs(self, per_epoch: int) -> list[list[tuple[int, bool]]]:
+        seen = [self.find(img) for batch in self.batches for img in batch]
+        return [seen[i : i + per_epoch] for i in range(0, len(seen), per_epoch)]
+
+
+def fit_seeing(cfg, data, run, seen: SeenBatches, **kwargs):
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(seen)
+    try:
+        return fit(cfg, data, run, show_progress=False, **kwargs)
+    finally:
+        hook.remove()
+
+
+def test_every_epoch_sees_every_image_once_in_a_new_order_with_new_flips(tmp_path, fake_root):
+    data = load_cifar10(fake_root)
+    n = len(data.train)
+    seen = SeenBatches(data.train.images)
+    cfg = resolve_config("seed", {"epochs": 3, "batch_size": 16, "lr": 0.02, "flip": True})
+    fit_seeing(cfg, data, RunDir.create(tmp_path / "run"), seen)
+    epochs = seen.epochs(n)
+    assert len(epochs) == 3
+    orders = [[i for i, _ in e] for e in epochs]
+    flips = [{i: f for i, f in e} for e in epochs]
+    assert all(sorted(o) == list(range(n)) for o in orders)  # each image exactly once per epoch
+    assert orders[0] != list(range(n)) and len({tuple(o) for o in orders}) == 3  # shuffled anew each epoch
+    assert all(0.3 < sum(f.values()) / n < 0.7 for f in flips)  # about half flipped
+    assert flips[0] != flips[1] != flips[2]  # and a new draw of flips each epoch
+
+
+def test_a_stopped_and_resumed_run_sees_the_batches_an_unbroken_one_sees(tmp_path, fake_root):
+    data = load_cifar10(fake_root)
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "flip": True, "crop_padding": 2})
+    whole, parts = SeenBatches(data.train.images), SeenBatches(data.train.images)
+    fit_seeing(cfg, data, RunDir.create(tmp_path / "whole"), whole)
+    run = RunDir.create(tmp_path / "run")
+    with pytest.raises(Interrupted, match=r"stopped by SIGTERM at epoch 1, batch 2; checkpoint .*last.pt written"):
+        fit_seeing(cfg, data, run, parts, stop=stop_after(9))  # 7 batches per epoch: stops inside epoch 1
+    partial = load_checkpoint(run.last, training=True)
+    assert len(parts.batches) == 9 and (partial["progress"]["epoch"], partial["progress"]["batch"]) == (1, 2)
+    assert 0 < partial["progress"]["seconds"] < 60  # the time the epoch had run so far
+    fit_seeing(cfg, data, run, parts, resume=partial)
+    assert len(parts.batches) == len(whole.batches) == 14
+    assert all(torch.equal(a, b) for a, b in zip(parts.batches, whole.batches, strict=True))
+    # and it learned the same: weights, and the interrupted epoch's metrics (partial sums + the rest)
+    a, b = torch.load(run.weights, weights_only=True), torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    columns = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc")
+    flat = [[getattr(r, c) for r in d.history() for c in columns] for d in (run, RunDir(tmp_path / "whole"))]
+    assert flat[0] == pytest.approx(flat[1], abs=1e-12)
+
+
+def test_a_loss_that_turns_nan_late_in_an_epoch_is_placed_between_two_checks(tmp_path, monkeypatch):
+    """The flag is read every 50 batches and at the epoch's end: a NaN from batch 60 of 100 is
+    reported within batches 50-99, and the epoch's checkpoint is never written."""
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=80, n_test=10))  # 400 = 100 x 4
+    step, steps = Trainer.step, []
+
+    def step_then_poison(self, loss):
+        step(self, loss)
+        steps.append(1)
+        if len(steps) == 60:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(Trainer, "step", step_then_poison)
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 4, "lr": 0.01})
+    run = RunDir.create(tmp_path / "run")
+    with pytest.raises(NonFiniteLoss, match=r"at epoch 0, within batches 50-99 \(lr 0.01\)"):
+        fit(cfg, data, run, show_progress=False)
+    assert len(steps) == 99 and not run.last.exists()  # the 100th batch's loss is the one checked

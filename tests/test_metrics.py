@@ -40,3 +40,11 @@ def test_lesson_line_format():
         "Epoch 0. Train Loss: 1.705926, Train Acc: 0.374520, Valid Loss: 1.530230, Valid Acc: 0.450257, Time 01:02:03"
     )
     assert LESSON_LINE.match(line)
+
+
+def test_running_loss_is_the_mean_per_image_so_far():
+    meter = Meter(torch.device("cpu"))
+    assert meter.running_loss() == 0.0  # before any batch: no division by zero
+    meter.update(torch.tensor(2.0), torch.eye(10)[:4], torch.arange(4))
+    meter.update(torch.tensor(5.0), torch.eye(10)[:2], torch.arange(2))
+    assert abs(meter.running_loss() - (2.0 * 4 + 5.0 * 2) / 6) < 1e-12

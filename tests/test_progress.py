@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from .conftest import run_cli
 
 
@@ -22,6 +24,7 @@ def test_train_with_report_and_no_progress_bars_off_a_terminal(tmp_path, fake_ro
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["epochs"] == 1
 
 
+@pytest.mark.process
 def test_progress_bar_shows_on_a_terminal(tmp_path, fake_root):
     """The command under a pseudo-terminal draws a bar with images/s."""
     import pty

@@ -78,6 +78,7 @@ def epochs_in_metrics(run: Path) -> list[int]:
         return [int(r["epoch"]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.process
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_dir, reference, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start(data_dir, run, "--epochs", "3")
@@ -91,6 +92,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(data_dir, referen
     assert epochs_in_metrics(run) == [0, 1, 2]
 
 
+@pytest.mark.process
 def test_sigint_writes_a_resumable_checkpoint(data_dir, reference, tmp_path, capsys):
     run = tmp_path / "run"
     proc = start(data_dir, run, "--epochs", "3")

@@ -3,6 +3,8 @@ started; metrics.csv survives a cut last row; config.json keeps the first start 
 
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +27,11 @@ def fake_run(path, *extra: str) -> None:
     (path / "last.pt").write_bytes(b"old checkpoint")
     for name in extra:
         (path / name).write_text("user's file")
+
+
+def config_only(path, text: str) -> None:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(text)
 
 
 def contents(path) -> dict[str, bytes]:
@@ -51,6 +58,16 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
         (lambda p: fake_run(p, ".notes.2024.tmp"), ".notes.2024.tmp"),
         (lambda p: fake_run(p, "report.html"), "without the mark of alexnet-cifar report"),
         (lambda p: (fake_run(p), (p / "model.pt").symlink_to(p.parent)), "model.pt"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text("[1]"), (p / "last.pt").write_bytes(b"")), "not a run"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text('{"config": {}, "environment": {}}')), "not a run"),
+        (
+            lambda p: (
+                p.mkdir(),
+                (p / "config.json").write_text('{"config": 1, "environment": {"alexnet_cifar": "1"}}'),
+            ),
+            "not a run",
+        ),
+        (lambda p: (fake_run(p), (p / "photos").mkdir()), "photos"),
     ],
     ids=[
         "no config",
@@ -62,6 +79,10 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
         "temp-like name",
         "user's report.html",
         "run name as a link",
+        "config.json a list",
+        "config.json without our mark",
+        "config.json without a config",
+        "a sub-folder",
     ],
 )
 def test_overwrite_refuses_folders_it_did_not_write(tmp_path, make, reason):
@@ -208,3 +229,23 @@ def test_overwrite_through_a_link_drops_the_link_not_what_it_points_to(tmp_path)
     run.started()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "target"]  # no stale .run.replaced-PID link
     assert contents(tmp_path / "target") == before and not (tmp_path / "run").is_symlink()
+
+
+def test_default_run_dir_is_dated_under_runs(tmp_path, monkeypatch):
+    from alexnet_cifar.artifacts.run_dir import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    first = default_run_dir("fast")
+    assert first.parent == Path("runs") and re.fullmatch(r"20\d{6}-\d{6}-fast", first.name), first
+    first.mkdir(parents=True)
+    assert default_run_dir("fast") in (Path(f"{first}-2"), Path("runs") / default_run_dir("fast").name)
+
+
+def test_overwrite_accepts_a_temp_file_a_crash_left_of_a_run_file(tmp_path):
+    """`.last.pt.1234.tmp` is atomic_write's own leftover: the run is still provably ours."""
+    path = tmp_path / "run"
+    fake_run(path)
+    (path / ".last.pt.1234.tmp").write_bytes(b"half a checkpoint")
+    run = RunDir.create(path, overwrite=True)
+    assert run.replaced is not None and ".last.pt.1234.tmp" in os.listdir(run.replaced)
+    run.started()

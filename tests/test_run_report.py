@@ -69,6 +69,7 @@ def test_report_without_data_has_curves_only(tmp_path, fake_root):
     assert list(parser.images) == ["curves.png"]
 
 
+@pytest.mark.process
 def test_report_screenshot_in_headless_chromium(tmp_path, fake_root):
     """The documented screenshot script renders the report (skipped where Chromium is absent)."""
     import shutil

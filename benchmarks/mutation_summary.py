@@ -1,0 +1,80 @@
+"""Summarise a mutmut run: per module, mutants killed, survived and judged equivalent, and the score.
+
+    python benchmarks/mutation_summary.py            # after benchmarks/mutation.sh; reads mutants/
+    python benchmarks/mutation_summary.py --survivors   # also list every surviving mutant
+
+Equivalent mutants (no test can tell them apart from the original) are listed with a one-line
+reason in benchmarks/mutation_equivalent.txt; the score leaves them out:
+score = (killed + timeout) / (mutants - equivalent - not checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = Path(__file__).with_name("mutation_equivalent.txt")
+COLUMNS = ("mutants", "killed", "timeout", "survived", "no tests", "equivalent")
+
+
+def read_equivalent(path: Path = EQUIVALENT) -> dict[str, str]:
+    """mutant name -> the reason it is equivalent (lines `NAME  reason`, # comments)."""
+    judged = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        if line.strip() and not line.startswith("#"):
+            name, _, reason = line.strip().partition(" ")
+            judged[name] = reason.strip()
+    return judged
+
+
+def read_results(mutants: Path) -> dict[str, dict[str, str]]:
+    """module file -> {mutant name: status} from mutmut's .meta files."""
+    results = {}
+    for meta in sorted(mutants.glob("src/**/*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        module = str(meta.relative_to(mutants / "src")).removesuffix(".meta")
+        results[module] = {name: status_by_exit_code[code] for name, code in codes.items()}
+    return results
+
+
+def table(results: dict[str, dict[str, str]], equivalent: dict[str, str]) -> tuple[str, list[str]]:
+    rows = [f"| module | {' | '.join(COLUMNS)} | score |", "|---" * (len(COLUMNS) + 2) + "|"]
+    total: Counter = Counter()
+    survivors = []
+    for module, statuses in results.items():
+        count = Counter("equivalent" if name in equivalent else s for name, s in statuses.items())
+        count["mutants"] = len(statuses)
+        total.update(count)
+        survivors += [n for n, s in statuses.items() if s in ("survived", "no tests") and n not in equivalent]
+        rows.append(row(module, count))
+    rows.append(row("**all**", total))
+    return "\n".join(rows), survivors
+
+
+def row(name: str, c: Counter) -> str:
+    detected = c["killed"] + c["timeout"]
+    judged = c["mutants"] - c["equivalent"] - c["not checked"]
+    score = f"{100 * detected / judged:.1f}%" if judged else "-"
+    cells = [c[k] for k in COLUMNS]
+    return f"| {name} | " + " | ".join(map(str, cells)) + f" | {score} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mutants", type=Path, default=ROOT / "mutants", help="mutmut's folder (default: %(default)s)")
+    parser.add_argument("--survivors", action="store_true", help="list the surviving mutants too")
+    args = parser.parse_args()
+    text, survivors = table(read_results(args.mutants), read_equivalent())
+    print(text)
+    if args.survivors:
+        print("\nsurvivors (`mutmut show NAME` prints the change):")
+        print("\n".join(f"  {n}" for n in survivors))
+
+
+if __name__ == "__main__":
+    main()
