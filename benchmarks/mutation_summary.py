@@ -3,9 +3,10 @@
     python benchmarks/mutation_summary.py            # after benchmarks/mutation.sh; reads mutants/
     python benchmarks/mutation_summary.py --survivors   # also list every surviving mutant
 
-Equivalent mutants (no test can tell them apart from the original) are listed with a one-line
-reason in benchmarks/mutation_equivalent.txt; the score leaves them out:
-score = (killed + timeout) / (mutants - equivalent - not checked).
+benchmarks/mutation_equivalent.txt judges the survivors, one line each: `NAME equivalent REASON`
+(no test can tell it from the original: left out of the score) or `NAME process TEST` (only a test
+that starts the tool in another interpreter reaches it; killed there when applied by hand):
+score = (killed + timeout + process) / (mutants - equivalent - not checked).
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from mutmut.stats import status_by_exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.txt")
-COLUMNS = ("mutants", "killed", "timeout", "survived", "no tests", "equivalent")
+COLUMNS = ("mutants", "killed", "timeout", "process", "survived", "no tests", "equivalent")
 
 
-def read_equivalent(path: Path = EQUIVALENT) -> dict[str, str]:
-    """mutant name -> the reason it is equivalent (lines `NAME  reason`, # comments)."""
+def read_judged(path: Path = EQUIVALENT) -> dict[str, str]:
+    """mutant name -> "equivalent" or "process" (lines `NAME KIND REASON`; # starts a comment)."""
     judged = {}
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
         if line.strip() and not line.startswith("#"):
-            name, _, reason = line.strip().partition(" ")
-            judged[name] = reason.strip()
+            name, kind, *_ = line.split()
+            if kind not in ("equivalent", "process"):
+                raise SystemExit(f"{path}: {name}: kind must be 'equivalent' or 'process', not {kind!r}")
+            judged[name] = kind
     return judged
 
 
@@ -42,22 +45,23 @@ def read_results(mutants: Path) -> dict[str, dict[str, str]]:
     return results
 
 
-def table(results: dict[str, dict[str, str]], equivalent: dict[str, str]) -> tuple[str, list[str]]:
+def table(results: dict[str, dict[str, str]], judged: dict[str, str]) -> tuple[str, list[str]]:
     rows = [f"| module | {' | '.join(COLUMNS)} | score |", "|---" * (len(COLUMNS) + 2) + "|"]
     total: Counter = Counter()
     survivors = []
     for module, statuses in results.items():
-        count = Counter("equivalent" if name in equivalent else s for name, s in statuses.items())
+        alive = {n for n, s in statuses.items() if s in ("survived", "no tests")}
+        count = Counter(judged[n] if n in alive and n in judged else s for n, s in statuses.items())
         count["mutants"] = len(statuses)
         total.update(count)
-        survivors += [n for n, s in statuses.items() if s in ("survived", "no tests") and n not in equivalent]
+        survivors += sorted(n for n in alive if n not in judged)
         rows.append(row(module, count))
     rows.append(row("**all**", total))
     return "\n".join(rows), survivors
 
 
 def row(name: str, c: Counter) -> str:
-    detected = c["killed"] + c["timeout"]
+    detected = c["killed"] + c["timeout"] + c["process"]
     judged = c["mutants"] - c["equivalent"] - c["not checked"]
     score = f"{100 * detected / judged:.1f}%" if judged else "-"
     cells = [c[k] for k in COLUMNS]
@@ -69,7 +73,7 @@ def main() -> None:
     parser.add_argument("--mutants", type=Path, default=ROOT / "mutants", help="mutmut's folder (default: %(default)s)")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants too")
     args = parser.parse_args()
-    text, survivors = table(read_results(args.mutants), read_equivalent())
+    text, survivors = table(read_results(args.mutants), read_judged())
     print(text)
     if args.survivors:
         print("\nsurvivors (`mutmut show NAME` prints the change):")

@@ -80,13 +80,14 @@ def test_resume_on_other_data_is_refused(fake_root, tmp_path, capsys):
     config = (run / "config.json").read_bytes()
     other = write_fake_cifar(tmp_path / "other", seed=1)
     code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--data-dir", other)
-    assert_one_line_error(code, err, "trained on other data", "start a new run")
+    assert_one_line_error(code, err, f"trained on other data ({fake_root / 'cifar-10-batches-py'}) than", "start a new")
     assert (run / "config.json").read_bytes() == config
     bigger = write_fake_cifar(tmp_path / "bigger", per_batch=40)
     code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--data-dir", bigger)
     assert_one_line_error(code, err, "trained on other data")
     code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--quiet")  # its own data
     assert code == 0, err
+    assert [r["device"] for r in json.loads((run / "config.json").read_text())["resumes"]] == ["cpu"]
 
 
 def damage(entry: str, value: object):
@@ -125,6 +126,7 @@ def damage(entry: str, value: object):
         (damage("progress/rng/numpy", ["MT19937", [-1] * 624, 0, 0, 0.0]), "does not fit this run"),
         (damage("progress/rng/python", [3, [2**70] * 625, None]), "does not fit this run"),
         (damage("progress/batch", 10**6), "stopped at batch 1000000"),
+        (damage("progress/batch", 7), "stopped at batch 7 of an epoch of 7 batches"),  # one past the last
         (
             damage("progress/meter", {"sums": torch.zeros(4, dtype=torch.complex64), "samples": 1, "batches": 1}),
             "entry progress.meter must be",

@@ -45,6 +45,7 @@ def test_lesson_line_format():
 def test_running_loss_is_the_mean_per_image_so_far():
     meter = Meter(torch.device("cpu"))
     assert meter.running_loss() == 0.0  # before any batch: no division by zero
+    meter.update(torch.tensor(3.0), torch.eye(10)[:1], torch.arange(1))
+    assert meter.running_loss() == 3.0
     meter.update(torch.tensor(2.0), torch.eye(10)[:4], torch.arange(4))
-    meter.update(torch.tensor(5.0), torch.eye(10)[:2], torch.arange(2))
-    assert abs(meter.running_loss() - (2.0 * 4 + 5.0 * 2) / 6) < 1e-12
+    assert abs(meter.running_loss() - (3.0 + 2.0 * 4) / 5) < 1e-12

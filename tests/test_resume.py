@@ -15,11 +15,12 @@ import torch
 
 from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
-from alexnet_cifar.data.cifar10 import load_cifar10
-from alexnet_cifar.errors import NonFiniteLoss
-from alexnet_cifar.training.loop import fit
+from alexnet_cifar.data.cifar10 import data_fingerprint, load_cifar10, synthetic_cifar10
+from alexnet_cifar.errors import NonFiniteLoss, UsageError, UserError
+from alexnet_cifar.training.loop import check_same_data, fit
+from alexnet_cifar.training.resume import open_resume
 
-from .conftest import assert_one_line_error, run_cli, write_fake_cifar
+from .conftest import assert_one_line_error, run_cli, tiny_fit, write_fake_cifar
 
 # 640 fake training images in batches of 16: 40 batches, about a second per epoch on one thread.
 ARGS = ["--batch-size", "16", "--lr", "0.02", "--device", "cpu", "--threads", "1"]
@@ -184,11 +185,6 @@ def test_checkpoint_holds_everything_resuming_needs(reference):
 
 
 def test_open_resume_allows_only_the_changes_a_resume_may_make(tmp_path):
-    from alexnet_cifar.errors import UsageError
-    from alexnet_cifar.training.resume import open_resume
-
-    from .conftest import tiny_fit
-
     tiny_fit(tmp_path, epochs=1)
     resume = open_resume(tmp_path / "run", {})
     assert resume.finished and resume.config.epochs == 1 and resume.data_folder.name == "cifar-10-batches-py"
@@ -196,3 +192,22 @@ def test_open_resume_allows_only_the_changes_a_resume_may_make(tmp_path):
     assert not longer.finished and longer.config.epochs == 3 and longer.config.lr == 0.02
     with pytest.raises(UsageError, match="lr = 0.5, but the run used lr = 0.02"):
         open_resume(tmp_path / "run", {"lr": 0.5})
+    same = open_resume(tmp_path / "run", {"lr": 0.02, "recipe": "seed", "epochs": 2})  # given, but unchanged
+    assert same.config.lr == 0.02 and same.config.epochs == 2
+    with pytest.raises(UsageError, match="recipe = 'fast', but the run used recipe = 'seed'"):
+        open_resume(tmp_path / "run", {"recipe": "fast"})
+    with pytest.raises(UsageError, match="unknown config key 'nope'"):
+        open_resume(tmp_path / "run", {"nope": 1})
+    with pytest.raises(UsageError, match="epochs"):
+        open_resume(tmp_path / "run", {"epochs": 0})
+
+
+def test_check_same_data_names_both_sides(fake_root, tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    real, synthetic = load_cifar10(fake_root), synthetic_cifar10(n_train=20, n_test=10)
+    check_same_data({"data_fingerprint": data_fingerprint(real)}, real, run)  # the same data
+    check_same_data({}, real, run)  # a checkpoint from before fingerprints: nothing to compare
+    with pytest.raises(UserError, match=r"other data \(/a/b\) than synthetic data;"):
+        check_same_data({"data_fingerprint": "x", "data_folder": "/a/b"}, synthetic, run)
+    with pytest.raises(UserError, match=rf"other data \(synthetic data\) than {real.folder};"):
+        check_same_data({"data_fingerprint": "x", "data_folder": None}, real, run)

@@ -30,7 +30,8 @@ class EMA:
             averaged.lerp_(current.detach(), weight)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
+        """The averaged weights and the update count that drives the warm-up; the decay is the config's."""
+        return {"model": self.model.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
