@@ -28,3 +28,35 @@ def test_weight_decay_skips_biases():
     assert groups[0]["weight_decay"] == 5e-4 and all(p.dim() > 1 for p in groups[0]["params"])
     assert groups[1]["weight_decay"] == 0.0 and all(p.dim() == 1 for p in groups[1]["params"])
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == 10
+
+
+def test_a_resume_puts_back_the_global_generators_the_checkpoint_holds(fake_root, tmp_path):
+    """torch's, numpy's and Python's global generators continue from the checkpoint, whatever the
+    resuming process did before; training itself draws only from its own CPU generator."""
+    import random
+
+    import numpy as np
+
+    from alexnet_cifar.artifacts.checkpoint import load_checkpoint
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training.loop import fit
+
+    from .conftest import stop_after
+
+    data, run = load_cifar10(fake_root), RunDir.create(tmp_path / "run")
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 16, "lr": 0.02})
+    with pytest.raises(Interrupted):
+        fit(cfg, data, run, show_progress=False, stop=stop_after(3))
+    state = load_checkpoint(run.last, training=True)
+    saved = state["progress"]["rng"]
+    assert "cuda" not in saved  # a GPU count that differs between machines is never saved
+    torch.manual_seed(123)  # whatever the process drew before resuming
+    np.random.seed(123)
+    random.seed(123)
+    fit(cfg, data, run, resume=state, show_progress=False)
+    assert torch.equal(torch.get_rng_state(), saved["torch"])
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    assert [kind, keys.tolist(), pos, has_gauss, cached] == list(saved["numpy"])
+    assert random.getstate() == saved["python"]

@@ -137,21 +137,17 @@ class Progress:
 
 
 def rng_state() -> dict[str, Any]:
+    """The host's global generators, for code that draws from them. Not the GPUs': training never
+    draws there (the loader's generator is on the CPU), and their count changes between machines."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     numpy_state = [kind, keys.tolist(), pos, has_gauss, cached]
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(tuple(state["numpy"]))  # numpy takes the key list as it is
+    random.setstate(tuple(state["python"]))  # torch.load gives tuples; a list inside is a damaged file
 
 
 def restore(trainer: Trainer, resume: dict[str, Any], run: RunDir) -> Progress:
