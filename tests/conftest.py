@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -44,13 +45,22 @@ def write_fake_cifar(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist the workers share the cores: each gets its share of torch threads, since
-    more threads than cores slows every worker down."""
+    """Under pytest-xdist (or mutmut) the workers share the cores: each gets its share of torch
+    threads, since more threads than cores slows every worker down."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers:
+    if workers or "MUTANT_UNDER_TEST" in os.environ:  # mutmut too runs one pytest per core
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers or os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under mutation testing (benchmarks/mutation.sh), the quickest tests first: a mutant's run
+    stops at its first failing test, so most mutants die in a unit test instead of after every run."""
+    stats = config.rootpath / "mutmut-stats.json"
+    if "MUTANT_UNDER_TEST" in os.environ and stats.exists():
+        durations = json.loads(stats.read_text()).get("duration_by_test", {})
+        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
 
 
 @pytest.fixture(autouse=True)

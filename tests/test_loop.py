@@ -1,5 +1,6 @@
 import csv
 import json
+import time
 
 import pytest
 import torch
@@ -8,9 +9,12 @@ from alexnet_cifar.artifacts.checkpoint import load_checkpoint
 from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.data.loader import DeviceLoader
 from alexnet_cifar.errors import Interrupted, NonFiniteLoss
+from alexnet_cifar.inference.evaluate import evaluate
 from alexnet_cifar.model import AlexNet
-from alexnet_cifar.training.loop import fit
+from alexnet_cifar.training.loop import fit, summarise
+from alexnet_cifar.training.metrics import EpochRecord
 from alexnet_cifar.training.trainer import Trainer
 
 from .conftest import stop_after, tiny_fit, write_fake_cifar
@@ -152,3 +156,62 @@ def test_a_loss_that_turns_nan_late_in_an_epoch_is_placed_between_two_checks(tmp
     with pytest.raises(NonFiniteLoss, match=r"at epoch 0, within batches 50-99 \(lr 0.01\)"):
         fit(cfg, data, run, show_progress=False)
     assert len(steps) == 99 and not run.last.exists()  # the 100th batch's loss is the one checked
+
+
+def test_epoch_seconds_and_speed_add_up(tmp_path):
+    """Each epoch's seconds are its own (they never carry over), and training is part of them."""
+    start = time.perf_counter()
+    history, _ = tiny_fit(tmp_path, epochs=3)
+    wall = time.perf_counter() - start
+    assert all(r.seconds > 0 for r in history) and sum(r.seconds for r in history) <= wall
+    assert all(r.images_per_s * r.seconds >= 200 for r in history)  # tiny_fit trains on 200 images
+
+
+def test_best_checkpoint_keeps_the_first_epoch_of_a_tie(tmp_path):
+    history, run = tiny_fit(tmp_path, lr=1e-12)  # the weights barely move: the same accuracy twice
+    assert history[0].valid_acc == history[1].valid_acc
+    assert torch.load(run.best, weights_only=True)["progress"]["epoch"] == 1
+
+
+def test_each_epoch_is_evaluated_with_the_runs_tta_and_amp(tmp_path):
+    history, run = tiny_fit(tmp_path, epochs=1, tta=True, amp="on")
+    model = AlexNet()
+    model.load_state_dict(torch.load(run.weights, weights_only=True))
+    test = load_cifar10(tmp_path / "data").test
+    loader = DeviceLoader(test.images, test.labels, 128)
+    losses = {
+        (amp, tta): evaluate(model, loader, torch.nn.CrossEntropyLoss(), amp=amp, tta=tta).result()[0]
+        for amp in (False, True)
+        for tta in (False, True)
+    }
+    assert history[0].valid_loss == losses[True, True]
+    assert len(set(losses.values())) == 4  # each setting gives its own number
+
+
+def test_lesson_metrics_average_the_batches_means(tmp_path):
+    """The lesson averaged per-batch means: with a short last batch that differs from per image."""
+    per_image, a = tiny_fit(tmp_path, "a", epochs=1)
+    per_batch, b = tiny_fit(tmp_path, "b", epochs=1, lesson_metrics=True)
+    assert torch.equal(torch.load(a.weights)["fc3.bias"], torch.load(b.weights)["fc3.bias"])
+    assert per_image[0].train_loss != per_batch[0].train_loss  # 200 images = 12 x 16 + 8
+
+
+def test_an_infinite_evaluation_loss_stops_the_run(tmp_path, monkeypatch):
+    import alexnet_cifar.training.loop as loop
+
+    real = loop.evaluate
+
+    def infinite(*args, **kwargs):
+        meter = real(*args, **kwargs)
+        meter.sums = meter.sums.clone()  # made under inference_mode
+        meter.sums[0] = float("inf")
+        return meter
+
+    monkeypatch.setattr(loop, "evaluate", infinite)
+    with pytest.raises(NonFiniteLoss, match="the loss became NaN or infinite in epoch 0"):
+        tiny_fit(tmp_path, epochs=1)
+
+
+def test_summary_line():
+    rows = [EpochRecord(e, 1.0, 0.5, 1.0, acc, 0.1, 2.0, 1000.0) for e, acc in enumerate([0.4, 0.6, 0.5])]
+    assert summarise(rows) == "3 epochs in 6.0 s (2.00 s/epoch); valid acc peak 0.6000 at epoch 1, last 0.5000"
