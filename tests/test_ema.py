@@ -56,10 +56,11 @@ def test_ema_state_round_trip():
 
 
 def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
-    """The average (and its warm-up count) survive a stop mid-epoch: the resumed run ends where an
-    unbroken one does, for the raw weights and the averaged ones."""
+    """The average (and its warm-up count) and the schedule survive a stop mid-epoch: the resumed
+    run ends where an unbroken one does, for the raw weights and the averaged ones."""
     data = load_cifar10(fake_root)
-    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.05, "ema": 0.9})
+    overrides = {"epochs": 2, "batch_size": 16, "lr": 0.05, "ema": 0.9, "schedule": "linear", "warmup_epochs": 0.5}
+    cfg = resolve_config("seed", overrides)
     fit(cfg, data, RunDir.create(tmp_path / "whole"), show_progress=False)
     run = RunDir.create(tmp_path / "run")
     with pytest.raises(Interrupted):
@@ -68,6 +69,7 @@ def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
     whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
     resumed = torch.load(run.last, weights_only=True)
     assert whole["ema"]["updates"] == resumed["ema"]["updates"] == 14
+    assert whole["scheduler"]["last_epoch"] == resumed["scheduler"]["last_epoch"] == 14
     for part in ("model", "ema"):
         a, b = whole[part], resumed[part]
         weights = (a["model"], b["model"]) if part == "ema" else (a, b)

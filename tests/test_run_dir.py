@@ -4,6 +4,7 @@ started; metrics.csv survives a cut last row; config.json keeps the first start 
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,39 @@ def test_overwrite_accepts_a_temp_file_a_crash_left_of_a_run_file(tmp_path):
     run = RunDir.create(path, overwrite=True)
     assert run.replaced is not None and ".last.pt.1234.tmp" in os.listdir(run.replaced)
     run.started()
+
+
+def test_abandon_twice_or_after_the_old_run_vanished_loses_nothing(tmp_path):
+    path = tmp_path / "run"
+    fake_run(path)
+    before = contents(path)
+    run = RunDir.create(path, overwrite=True)
+    run.abandon()
+    run.abandon()  # a second call (an error while handling an error) must not remove the old run again
+    assert contents(path) == before
+    run = RunDir.create(path, overwrite=True)
+    shutil.rmtree(run.replaced)  # someone removed the moved-aside run meanwhile
+    run.abandon()  # nothing to put back: no error either
+
+
+def test_overwrite_refuses_the_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    fake_run(home)
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(UserError, match="is the home folder"):
+        RunDir.create(home, overwrite=True)
+
+
+def test_an_unreadable_report_is_not_taken_for_ours(tmp_path, monkeypatch):
+    path = tmp_path / "run"
+    fake_run(path, "report.html")
+    real = Path.read_bytes
+
+    def unreadable(self):
+        if self.name == "report.html":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(UserError, match="report.html"):
+        RunDir.create(path, overwrite=True)

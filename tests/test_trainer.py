@@ -60,3 +60,12 @@ def test_a_resume_puts_back_the_global_generators_the_checkpoint_holds(fake_root
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     assert [kind, keys.tolist(), pos, has_gauss, cached] == list(saved["numpy"])
     assert random.getstate() == saved["python"]
+
+
+@pytest.mark.parametrize("part", ["ema", "scheduler"])
+def test_a_checkpoint_without_a_part_of_this_trainer_does_not_fit(part):
+    trainer = build_trainer(resolve_config("seed", {"ema": 0.9, "schedule": "linear"}), torch.device("cpu"), 10)
+    state = trainer.state_dict()
+    trainer.load_state_dict(state)  # its own state fits
+    with pytest.raises((TypeError, AttributeError)):  # restore() makes it one line naming the file
+        trainer.load_state_dict({**state, part: None})

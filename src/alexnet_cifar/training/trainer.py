@@ -89,11 +89,11 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": optimizer, "scheduler": scheduler, "ema": ema}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Every part this trainer has; a checkpoint without one of them does not fit (restore says so)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scheduler"):
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None and state.get("ema"):
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
 
 
