@@ -20,7 +20,8 @@ from mutmut.stats import status_by_exit_code
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.txt")
-COLUMNS = ("mutants", "killed", "timeout", "process", "survived", "no tests", "equivalent")
+COLUMNS = ("mutants", "killed", "timeout", "process", "survived", "no tests", "other", "equivalent")
+KNOWN = set(COLUMNS) | {"not checked"}
 
 
 def read_judged(path: Path = EQUIVALENT) -> dict[str, str]:
@@ -52,6 +53,7 @@ def table(results: dict[str, dict[str, str]], judged: dict[str, str]) -> tuple[s
     for module, statuses in results.items():
         alive = {n for n, s in statuses.items() if s in ("survived", "no tests")}
         count = Counter(judged[n] if n in alive and n in judged else s for n, s in statuses.items())
+        count["other"] = sum(v for k, v in count.items() if k not in KNOWN)  # segfault, suspicious, ...
         count["mutants"] = len(statuses)
         total.update(count)
         survivors += sorted(n for n in alive if n not in judged)

@@ -51,7 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if workers or "MUTANT_UNDER_TEST" in os.environ:  # mutmut too runs one pytest per core
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers or os.cpu_count() or 1)))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // int(workers or cores)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,7 +61,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     stats = config.rootpath / "mutmut-stats.json"
     if "MUTANT_UNDER_TEST" in os.environ and stats.exists():
         durations = json.loads(stats.read_text()).get("duration_by_test", {})
-        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+        module: dict[Path, float] = {}  # a module's tests stay together, so its fixtures are made once
+        for item in items:
+            module[item.path] = min(module.get(item.path, float("inf")), durations.get(item.nodeid, 0.0))
+        items.sort(key=lambda item: (module[item.path], durations.get(item.nodeid, 0.0)))
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +137,8 @@ def tiny_fit(tmp_path: Path, name: str = "run", data_root: Path | None = None, *
 
 
 def stop_after(batches: int):
-    """Signal handlers (for `fit(stop=...)`) that see a SIGTERM after `batches` batches, with no real signal."""
+    """Signal handlers (for `fit(stop=...)`) whose SIGTERM arrives at the loop's `batches`-th question
+    (it asks once at start-up, then after every batch but an epoch's last), with no real signal."""
     import signal
 
     from alexnet_cifar.training.signals import StopOnSignal

@@ -16,14 +16,15 @@ from .conftest import write_fake_cifar
 
 pytestmark = pytest.mark.process
 
-# a small step keeps float rounding between one and two processes from growing over 60 steps
+# a small step keeps float rounding between one and two processes from growing over 120 steps
 COMMON = ["--lr", "0.01", "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    # 960 = 30 global batches of 32: long enough an epoch for a signal to land inside it
-    return write_fake_cifar(tmp_path_factory.mktemp("ddp") / "data", per_batch=192, n_test=50)
+    # 1,920 = 60 global batches of 32: the ranks ask about a stop every 10 batches, so a signal sent
+    # as epoch 1 starts has 5 chances to land inside it
+    return write_fake_cifar(tmp_path_factory.mktemp("ddp") / "data", per_batch=384, n_test=50)
 
 
 # two worker processes on this machine; torchrun picks a free port for the rendezvous

@@ -60,6 +60,7 @@ def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
     run ends where an unbroken one does, for the raw weights and the averaged ones."""
     data = load_cifar10(fake_root)
     overrides = {"epochs": 2, "batch_size": 16, "lr": 0.05, "ema": 0.9, "schedule": "linear", "warmup_epochs": 0.5}
+    overrides["device"] = "cpu"
     cfg = resolve_config("seed", overrides)
     fit(cfg, data, RunDir.create(tmp_path / "whole"), show_progress=False)
     run = RunDir.create(tmp_path / "run")

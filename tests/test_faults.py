@@ -109,6 +109,8 @@ def damage(entry: str, value: object):
     [
         (damage("ema", KeyError), "entry ema is missing"),
         (damage("ema", "zero"), "entry ema must be"),
+        (damage("ema", {"model": {}, "updates": 0}), "entry ema must be None (the run keeps no average)"),
+        (damage("scheduler", None), "entry scheduler must be"),
         (damage("config", KeyError), "entry config is missing"),
         (damage("config", [1, 2]), "entry config must be"),
         (damage("config", {"recipe": "seed", "lr": "fast"}), "lr = 'fast' is not a number"),

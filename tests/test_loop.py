@@ -103,7 +103,7 @@ def test_every_epoch_sees_every_image_once_in_a_new_order_with_new_flips(tmp_pat
     data = load_cifar10(fake_root)
     n = len(data.train)
     seen = SeenBatches(data.train.images)
-    cfg = resolve_config("seed", {"epochs": 3, "batch_size": 16, "lr": 0.02, "flip": True})
+    cfg = resolve_config("seed", {"epochs": 3, "batch_size": 16, "lr": 0.02, "flip": True, "device": "cpu"})
     fit_seeing(cfg, data, RunDir.create(tmp_path / "run"), seen)
     epochs = seen.epochs(n)
     assert len(epochs) == 3
@@ -117,7 +117,8 @@ def test_every_epoch_sees_every_image_once_in_a_new_order_with_new_flips(tmp_pat
 
 def test_a_stopped_and_resumed_run_sees_the_batches_an_unbroken_one_sees(tmp_path, fake_root):
     data = load_cifar10(fake_root)
-    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "flip": True, "crop_padding": 2})
+    overrides = {"epochs": 2, "batch_size": 16, "lr": 0.02, "flip": True, "crop_padding": 2, "device": "cpu"}
+    cfg = resolve_config("seed", overrides)
     whole, parts = SeenBatches(data.train.images), SeenBatches(data.train.images)
     fit_seeing(cfg, data, RunDir.create(tmp_path / "whole"), whole)
     run = RunDir.create(tmp_path / "run")
@@ -151,7 +152,7 @@ def test_a_loss_that_turns_nan_late_in_an_epoch_is_placed_between_two_checks(tmp
                 next(self.model.parameters()).fill_(float("nan"))
 
     monkeypatch.setattr(Trainer, "step", step_then_poison)
-    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 4, "lr": 0.01})
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 4, "lr": 0.01, "device": "cpu"})
     run = RunDir.create(tmp_path / "run")
     with pytest.raises(NonFiniteLoss, match=r"at epoch 0, within batches 50-99 \(lr 0.01\)"):
         fit(cfg, data, run, show_progress=False)
@@ -175,10 +176,10 @@ def test_best_checkpoint_keeps_the_first_epoch_of_a_tie(tmp_path):
 
 def test_each_epoch_is_evaluated_with_the_runs_tta_and_amp(tmp_path):
     history, run = tiny_fit(tmp_path, epochs=1, tta=True, amp="on")
-    model = AlexNet()
+    model = AlexNet().to(memory_format=torch.channels_last)  # as the run evaluated it
     model.load_state_dict(torch.load(run.weights, weights_only=True))
     test = load_cifar10(tmp_path / "data").test
-    loader = DeviceLoader(test.images, test.labels, 128)
+    loader = DeviceLoader(test.images, test.labels, 128, channels_last=True)
     losses = {
         (amp, tta): evaluate(model, loader, torch.nn.CrossEntropyLoss(), amp=amp, tta=tta).result()[0]
         for amp in (False, True)
@@ -190,10 +191,11 @@ def test_each_epoch_is_evaluated_with_the_runs_tta_and_amp(tmp_path):
 
 def test_lesson_metrics_average_the_batches_means(tmp_path):
     """The lesson averaged per-batch means: with a short last batch that differs from per image."""
-    per_image, a = tiny_fit(tmp_path, "a", epochs=1)
-    per_batch, b = tiny_fit(tmp_path, "b", epochs=1, lesson_metrics=True)
+    per_image, a = tiny_fit(tmp_path, "a", epochs=1, test_batch_size=16)
+    per_batch, b = tiny_fit(tmp_path, "b", epochs=1, test_batch_size=16, lesson_metrics=True)
     assert torch.equal(torch.load(a.weights)["fc3.bias"], torch.load(b.weights)["fc3.bias"])
     assert per_image[0].train_loss != per_batch[0].train_loss  # 200 images = 12 x 16 + 8
+    assert per_image[0].valid_loss != per_batch[0].valid_loss  # 40 test images = 2 x 16 + 8
 
 
 def test_an_infinite_evaluation_loss_stops_the_run(tmp_path, monkeypatch):

@@ -70,7 +70,9 @@ def reference(data_dir, tmp_path_factory) -> Path:
 
     run = tmp_path_factory.mktemp("ref") / "run"
     cmd = ["train", "--data-dir", str(data_dir), "--run-dir", str(run), "--quiet", *ARGS, "--epochs", "3"]
+    threads = torch.get_num_threads()  # --threads 1 is process-wide; module fixtures run outside the autouse one
     assert main(cmd) == 0
+    torch.set_num_threads(threads)
     return run
 
 

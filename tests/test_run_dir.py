@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -59,15 +60,9 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
         (lambda p: fake_run(p, ".notes.2024.tmp"), ".notes.2024.tmp"),
         (lambda p: fake_run(p, "report.html"), "without the mark of alexnet-cifar report"),
         (lambda p: (fake_run(p), (p / "model.pt").symlink_to(p.parent)), "model.pt"),
-        (lambda p: (p.mkdir(), (p / "config.json").write_text("[1]"), (p / "last.pt").write_bytes(b"")), "not a run"),
-        (lambda p: (p.mkdir(), (p / "config.json").write_text('{"config": {}, "environment": {}}')), "not a run"),
-        (
-            lambda p: (
-                p.mkdir(),
-                (p / "config.json").write_text('{"config": 1, "environment": {"alexnet_cifar": "1"}}'),
-            ),
-            "not a run",
-        ),
+        (lambda p: config_only(p, "[1]"), "not a run"),
+        (lambda p: config_only(p, '{"config": {}, "environment": {}}'), "not a run"),
+        (lambda p: config_only(p, '{"config": 1, "environment": {"alexnet_cifar": "1"}}'), "not a run"),
         (lambda p: (fake_run(p), (p / "photos").mkdir()), "photos"),
     ],
     ids=[
@@ -236,10 +231,12 @@ def test_default_run_dir_is_dated_under_runs(tmp_path, monkeypatch):
     from alexnet_cifar.artifacts.run_dir import default_run_dir
 
     monkeypatch.chdir(tmp_path)
+    assert re.fullmatch(r"runs/20\d{6}-\d{6}-fast", default_run_dir("fast").as_posix())
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20261129-120000")  # two runs in one second
     first = default_run_dir("fast")
-    assert first.parent == Path("runs") and re.fullmatch(r"20\d{6}-\d{6}-fast", first.name), first
+    assert first == Path("runs/20261129-120000-fast")
     first.mkdir(parents=True)
-    assert default_run_dir("fast") in (Path(f"{first}-2"), Path("runs") / default_run_dir("fast").name)
+    assert default_run_dir("fast") == Path("runs/20261129-120000-fast-2")
 
 
 def test_overwrite_accepts_a_temp_file_a_crash_left_of_a_run_file(tmp_path):

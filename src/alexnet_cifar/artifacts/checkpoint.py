@@ -144,7 +144,7 @@ def _optional_str(v: object) -> bool:
 
 TRAINING_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "optimizer": ("an optimizer state", _optimizer),
-    "scheduler": ("a scheduler state or None", _dict_or_none),
+    "scheduler": ("a scheduler state", lambda v: isinstance(v, dict)),
     "ema": ("a moving-average state or None", _dict_or_none),
     "config": ("a config with its recipe", _config),
     "progress": ("the run's progress", lambda v: isinstance(v, dict)),
@@ -157,6 +157,9 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
     """Each entry of a training checkpoint, with its type, before a resume touches any of them."""
     _check_entries(state, TRAINING_FIELDS, path, "")
     _check_entries(state["progress"], PROGRESS_FIELDS, path, "progress.")
+    if (state["ema"] is None) != (not state["config"].get("ema")):  # the run has an average, or not
+        wanted = "a moving-average state" if state["config"].get("ema") else "None (the run keeps no average)"
+        raise UserError(f"{path} is damaged: entry ema must be {wanted}; {DAMAGED_HINT}")
     if state["ema"] is not None:
         ema = state["ema"]
         if not _int(ema.get("updates")):
