@@ -42,3 +42,23 @@ def test_scheduler_steps_once_per_batch(fake_root):
         seen.append(trainer.optimizer.param_groups[0]["lr"])
         train_one_epoch(trainer, loader, max_batches=1)
     assert seen == pytest.approx([0.1 * (1 - s / 20) for s in range(10)])
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_decay_to_a_final_fraction_starts_at_the_peak_and_passes_the_midpoint(kind):
+    """With final_lr = 0.2: the peak right after warm-up, (1 + 0.2) / 2 half-way, 0.2 at the end."""
+    assert lr_factor(10, 110, 10, kind, 0.2) == pytest.approx(1.0)
+    assert lr_factor(60, 110, 10, kind, 0.2) == pytest.approx(0.6)
+    assert lr_factor(110, 110, 10, kind, 0.2) == pytest.approx(0.2)
+
+
+def test_warm_up_lasts_warmup_epochs_of_steps():
+    cfg = resolve_config("seed", {"epochs": 4, "lr": 0.1, "schedule": "linear", "warmup_epochs": 1.5})
+    trainer = build_trainer(cfg, torch.device("cpu"), 10)  # 10 steps per epoch: 15 steps of warm-up
+    lrs = []
+    for _ in range(40):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()  # no gradients: nothing moves, but the order is the real one
+        trainer.scheduler.step()
+    assert lrs[0] == pytest.approx(0.1 / 15) and lrs[14] == pytest.approx(0.1)  # the peak at step 14
+    assert lrs[15] == pytest.approx(0.1) and lrs[39] == pytest.approx(0.1 / 25)
