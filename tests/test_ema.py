@@ -59,9 +59,8 @@ def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
     """The average (and its warm-up count) and the schedule survive a stop mid-epoch: the resumed
     run ends where an unbroken one does, for the raw weights and the averaged ones."""
     data = load_cifar10(fake_root)
-    overrides = {"epochs": 2, "batch_size": 16, "lr": 0.05, "ema": 0.9, "schedule": "linear", "warmup_epochs": 0.5}
-    overrides["device"] = "cpu"
-    cfg = resolve_config("seed", overrides)
+    schedule = {"schedule": "linear", "warmup_epochs": 0.5}
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.05, "ema": 0.9, "device": "cpu", **schedule})
     fit(cfg, data, RunDir.create(tmp_path / "whole"), show_progress=False)
     run = RunDir.create(tmp_path / "run")
     with pytest.raises(Interrupted):

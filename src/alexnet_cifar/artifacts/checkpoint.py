@@ -157,8 +157,9 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
     """Each entry of a training checkpoint, with its type, before a resume touches any of them."""
     _check_entries(state, TRAINING_FIELDS, path, "")
     _check_entries(state["progress"], PROGRESS_FIELDS, path, "progress.")
-    if (state["ema"] is None) != (not state["config"].get("ema")):  # the run has an average, or not
-        wanted = "a moving-average state" if state["config"].get("ema") else "None (the run keeps no average)"
+    has_ema = bool(state["config"].get("ema"))  # the run keeps a moving average, or not
+    if (state["ema"] is not None) != has_ema:
+        wanted = "a moving-average state" if has_ema else "None (the run keeps no average)"
         raise UserError(f"{path} is damaged: entry ema must be {wanted}; {DAMAGED_HINT}")
     if state["ema"] is not None:
         ema = state["ema"]
