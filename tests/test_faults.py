@@ -382,9 +382,10 @@ def test_two_runs_never_share_a_folder(tmp_path, monkeypatch):
     from alexnet_cifar.artifacts.run_dir import RunDir, default_run_dir
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_dir.time, "strftime", lambda fmt: "20261129-120000")  # both within one second
     first = default_run_dir("seed")
     RunDir.create(first)
-    assert default_run_dir("seed") in (first.with_name(first.name + "-2"), first.parent / "never")
+    assert default_run_dir("seed") == first.with_name(first.name + "-2")
     real_mkdir = Path.mkdir
 
     def taken_meanwhile(self, *args, **kwargs):  # another process creates the run between check and mkdir
