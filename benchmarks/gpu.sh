@@ -1,34 +1,64 @@
 #!/usr/bin/env bash
-# On a CUDA machine, unattended, in under 10 minutes: the throughput benchmark, then the lesson's
-# full 20-epoch recipe through `train`, which ends with its seconds per epoch.
+# The GPU benchmark on a fresh CUDA machine, unattended (about 10 minutes on one GPU):
 #
 #   bash benchmarks/gpu.sh [DATA_DIR]
 #
-# DATA_DIR (or $CIFAR10_ROOT) holds cifar-10-batches-py/. Without one, both steps use synthetic
-# images of CIFAR-10's size: the timings hold, the accuracies mean nothing. Needs python3 with torch,
-# numpy, pillow and tqdm; runs the package from src/ without installing it.
+# Makes a venv (.venv-gpu) with a CUDA build of torch and this package, then runs benchmarks/gpu.py,
+# which writes result.json and result.md into OUT. DATA_DIR (or $CIFAR10_ROOT) holds
+# cifar-10-batches-py/; without one the images are random (timings hold, accuracies do not).
+#
+# Environment:
+#   PYTHON       an interpreter whose torch already has CUDA: used as it is, nothing is installed
+#   VENV         the venv to make or reuse (default .venv-gpu)
+#   TORCH_SPEC   the torch to install (default "torch==2.13.*", the version family the project tests)
+#   TORCH_INDEX  a pip index for CUDA wheels, e.g. https://download.pytorch.org/whl/cu128
+#                (default: PyPI, whose Linux wheels are CUDA builds)
+#   OUT          where the result goes (default runs/gpu-DATE-TIME)
+#
+# A CPU machine gets a one-line error; `python benchmarks/gpu.py --dry-run --out DIR` runs the same
+# steps there in seconds (the test suite does).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+say() { echo "gpu.sh: $*" >&2; }
+trap 'say "failed at line $LINENO (exit $?): see the output above"' ERR
+
 data=${1:-${CIFAR10_ROOT:-}}
-if [ -n "$data" ] && [ -d "$data" ]; then source=(--data-dir "$data"); else source=(--synthetic); fi
-out=${RUN_ROOT:-runs/gpu-$(date +%Y%m%d-%H%M%S)}
+if [ -n "$data" ]; then  # before the cd below, so that a relative path means what the user meant
+  [ -d "$data" ] || { say "data folder $data does not exist; pass the folder holding cifar-10-batches-py/"; exit 1; }
+  data=$(cd "$data" && pwd)
+fi
+out=${OUT:-runs/gpu-$(date +%Y%m%d-%H%M%S)}
+case $out in /*) ;; *) out=$PWD/$out ;; esac
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # the package, also for an interpreter given as PYTHON
+has_cuda_torch() { "$1" -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; }
 
-date -u +"%Y-%m-%dT%H:%M:%SZ"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+if [ -n "${PYTHON:-}" ]; then
+  py=$PYTHON
+  has_cuda_torch "$py" || { say "$py has no CUDA build of torch; unset PYTHON to let this script make a venv"; exit 1; }
+else
+  venv=${VENV:-.venv-gpu}
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  py=$venv/bin/python
+  "$py" -m pip --version >/dev/null 2>&1 || {
+    say "$venv is not a working venv (is python3-venv installed?); remove it and run again"
+    exit 1
+  }
+  if ! has_cuda_torch "$py"; then
+    say "installing ${TORCH_SPEC:-torch==2.13.*} (a CUDA build) into $venv"
+    "$py" -m pip install -q --upgrade pip
+    # --force-reinstall: a CPU build of the same version would otherwise count as installed
+    "$py" -m pip install -q --force-reinstall ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "${TORCH_SPEC:-torch==2.13.*}"
+    has_cuda_torch "$py" || { say "the torch installed has no CUDA; set TORCH_INDEX to a CUDA wheel index"; exit 1; }
+  fi
+  "$py" -m pip install -q -e .  # torch is already there: pip keeps the CUDA build
+fi
 
-echo "== throughput: lesson pipeline vs ours"
-"$PY" -m alexnet_cifar bench --device cuda "${source[@]}" --repeats 5 --batches 200
-
-echo "== the lesson's recipe, 20 epochs, default settings"
-"$PY" -m alexnet_cifar train --device cuda "${source[@]}" --no-download --run-dir "$out/seed"
-
-echo "== the lesson's recipe, 20 epochs, compiled with bf16 autocast"
-"$PY" -m alexnet_cifar train --device cuda "${source[@]}" --no-download --compile --amp --run-dir "$out/seed-fast"
-
-echo "== DistributedDataParallel over every GPU of this machine (nccl), the lesson's recipe, 2 epochs"
-gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
-"$PY" -m torch.distributed.run --standalone --nproc_per_node="${gpus:-1}" -m alexnet_cifar train --device cuda \
-  "${source[@]}" --no-download --epochs 2 --quiet --run-dir "$out/ddp"
+if ! "$py" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  say "torch $("$py" -c 'import torch; print(torch.__version__)') sees no CUDA GPU (driver, or CUDA_VISIBLE_DEVICES?);" \
+    "on a CPU machine run: python benchmarks/gpu.py --dry-run --out DIR"
+  exit 1
+fi
+args=(--out "$out")
+[ -n "$data" ] && args+=(--data-dir "$data")
+PYTHONUNBUFFERED=1 "$py" benchmarks/gpu.py "${args[@]}"
+say "done: $out/result.md"

@@ -1,8 +1,10 @@
 """Two CPU processes under torchrun (gloo, loopback rendezvous) against one process with the same
 global batch: the same weights within float tolerance, identical on both ranks, files from rank 0 only."""
 
+import contextlib
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from alexnet_cifar.cli import main
 
 from .conftest import write_fake_cifar
 
@@ -100,6 +104,8 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(data_dir,
     assert "stopped by SIGTERM" in out + err and "terminate called" not in err, out + err
     progress = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["progress"]
     assert (progress["epoch"], progress["batch"]) < (2, 0), "the run finished before the signal"
+    assert progress["world_size"] == 2
+    shutil.copytree(tmp_path / "run", tmp_path / "elsewhere")  # to resume in one process below
     cmd = [*TORCHRUN, *TRAIN, "--resume", str(tmp_path / "run")]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -108,6 +114,68 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(data_dir,
     assert metrics(tmp_path / "run") == pytest.approx(metrics(two[0]), abs=1e-9)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert [r["world_size"] for r in config["resumes"]] == [2]  # the resume, recorded beside the first start
+
+    # the same interrupted run resumed in one process (a machine with one GPU, or none) keeps its
+    # global batch of 32 and its schedule: it ends as the two processes did, within float rounding
+    with one_process_threads():
+        assert main(["train", "--resume", str(tmp_path / "elsewhere"), "--quiet"]) == 0
+    assert max_difference(two[0], tmp_path / "elsewhere") < 1e-5
+    assert metrics(tmp_path / "elsewhere") == pytest.approx(metrics(two[0]), abs=2e-6)
+    last = torch.load(tmp_path / "elsewhere" / "last.pt", weights_only=True)
+    assert last["scheduler"]["last_epoch"] == 120 and last["progress"]["world_size"] == 2  # 2 x 60 steps
+
+
+def test_a_run_started_in_one_process_resumes_on_two(data_dir, two, tmp_path):
+    """And back: one process of batch 32, stopped inside epoch 1, resumed under torchrun on two
+    processes of 16 each, ends as the run that was two processes throughout."""
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.config import resolve_config
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training.loop import fit
+
+    from .conftest import stop_after
+
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 32, "lr": 0.01, "device": "cpu", "threads": 1})
+    run = RunDir.create(tmp_path / "run")
+    with one_process_threads(), pytest.raises(Interrupted):
+        fit(cfg, load_cifar10(data_dir), run, show_progress=False, stop=stop_after(90))  # epoch 1, batch 30
+    cmd = [*TORCHRUN, *TRAIN, "--resume", str(run.path)]
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "global batch of 32 is kept (16 per process)" in resumed.stdout
+    assert max_difference(two[0], run.path) < 1e-5
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_batch(data_dir, tmp_path):
+    """Rank 1 alone sees a NaN loss at batch 49, which is where a rank's own check every 50 batches
+    would look: had it left alone, rank 0 would wait in the next gradient all-reduce (for ever on
+    nccl; on gloo until the peer's exit breaks it). The ranks agree instead: each stops with the
+    one-line error (read from each rank's own log), and no checkpoint is written."""
+    helper = Path(__file__).with_name("nan_on_one_rank.py")
+    logs = ["--log-dir", str(tmp_path / "logs"), "--redirects", "3"]  # each rank's output in its own file
+    args = ["--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16"]
+    cmd = [*TORCHRUN, *logs, str(helper), "49", "train", *args, *COMMON]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    for rank in (0, 1):
+        (err,) = (tmp_path / "logs").glob(f"*/attempt_0/{rank}/stderr.log")
+        assert (
+            err.read_text()
+            .splitlines()[-1]
+            .startswith("alexnet-cifar: error: loss became NaN or infinite at epoch 0, within batches 40-49 (lr 0.01)")
+        ), (rank, err.read_text())
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@contextlib.contextmanager
+def one_process_threads():
+    """An in-process run of a config with threads = 1 sets torch's count: give the worker its own back."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def metrics(run: Path) -> list[float]:

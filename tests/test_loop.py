@@ -181,11 +181,11 @@ def test_each_epoch_is_evaluated_with_the_runs_tta_and_amp(tmp_path):
     test = load_cifar10(tmp_path / "data").test
     loader = DeviceLoader(test.images, test.labels, 128, channels_last=True)
     losses = {
-        (amp, tta): evaluate(model, loader, torch.nn.CrossEntropyLoss(), amp=amp, tta=tta).result()[0]
-        for amp in (False, True)
+        (dtype, tta): evaluate(model, loader, torch.nn.CrossEntropyLoss(), autocast=dtype, tta=tta).result()[0]
+        for dtype in (None, torch.bfloat16)
         for tta in (False, True)
     }
-    assert history[0].valid_loss == losses[True, True]
+    assert history[0].valid_loss == losses[torch.bfloat16, True]  # amp on = bfloat16 on a CPU
     assert len(set(losses.values())) == 4  # each setting gives its own number
 
 
@@ -217,3 +217,34 @@ def test_an_infinite_evaluation_loss_stops_the_run(tmp_path, monkeypatch):
 def test_summary_line():
     rows = [EpochRecord(e, 1.0, 0.5, 1.0, acc, 0.1, 2.0, 1000.0) for e, acc in enumerate([0.4, 0.6, 0.5])]
     assert summarise(rows) == "3 epochs in 6.0 s (2.00 s/epoch); valid acc peak 0.6000 at epoch 1, last 0.5000"
+
+
+def test_a_stop_never_saves_a_non_finite_meter():
+    """A stop comes between the loss checks (every 50 batches): when it does, the loss is checked
+    too, since the stop saves the epoch's sums. Under float16 the weights can stay finite after a
+    non-finite loss (the scaler skips that step), so the weights alone would not tell."""
+    from alexnet_cifar.training.loop import Outcome, local_check
+    from alexnet_cifar.training.metrics import Meter
+
+    meter = Meter(torch.device("cpu"))
+    check = local_check(lambda: True)
+    assert check(meter, 3, False) is Outcome.STOPPED
+    assert check(meter, 3, True) is None  # the epoch's last batch: it ends, the next epoch stops
+    meter.sums[0] = float("nan")
+    assert check(meter, 3, False) is Outcome.DIVERGED
+    assert local_check(lambda: False)(meter, 3, False) is None  # between checks, with no stop
+    assert local_check(lambda: False)(meter, 49, False) is Outcome.DIVERGED
+
+
+def test_a_resume_of_a_checkpoint_without_its_process_count_reads_config_json(tmp_path):
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.training.loop import started_on
+    from alexnet_cifar.training.ranks import DistInfo
+
+    run = RunDir.create(tmp_path / "run")
+    resume = {"progress": {"epoch": 1}}  # a checkpoint from before progress.world_size
+    assert started_on(resume, run, DistInfo()) == 1  # no config.json either: as many as now
+    run.write_config({"recipe": "seed"}, torch.device("cpu"), {"world_size": 8})
+    assert started_on(resume, run, DistInfo()) == 8
+    assert started_on({"progress": {"world_size": 4}}, run, DistInfo()) == 4
+    assert started_on(None, run, DistInfo(world_size=2)) == 2

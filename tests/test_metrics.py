@@ -49,3 +49,20 @@ def test_running_loss_is_the_mean_per_image_so_far():
     assert meter.running_loss() == 3.0
     meter.update(torch.tensor(2.0), torch.eye(10)[:4], torch.arange(4))
     assert abs(meter.running_loss() - (3.0 + 2.0 * 4) / 5) < 1e-12
+
+
+def test_a_partial_epoch_saved_by_two_ranks_continues_on_one_with_true_lesson_averages():
+    """Two ranks stopped after 6 batches each: the saved per-batch sums hold 12 means. Resumed in one
+    process, they count as 6 batches' worth, so a run whose every batch has loss 2 and accuracy 1
+    still averages to exactly that (unscaled, it would be 12 / 10 of it)."""
+    cpu = torch.device("cpu")
+    saved = {"sums": torch.tensor([2.0 * 384, 384, 2.0 * 12, 12], dtype=torch.float64), "samples": 384}
+    meter = Meter.from_state({**saved, "batches": 12, "ranks": 2}, cpu, ranks=1)
+    meter.batches = 6  # this process's place in the epoch
+    logits = torch.eye(10)[torch.arange(32) % 10] * 5  # all right
+    for _ in range(4):
+        meter.update(torch.tensor(2.0), logits, torch.arange(32) % 10)
+    assert meter.result(lesson_metrics=True) == (2.0, 1.0)
+    assert meter.result() == (2.0, 1.0)
+    same = Meter.from_state({**saved, "batches": 12, "ranks": 2}, cpu, ranks=2)
+    assert torch.equal(same.sums, saved["sums"])  # the same number of ranks: nothing to rescale

@@ -28,7 +28,7 @@ def test_report_ratios_and_ceiling_by_hand():
         evals=[Timing("a", [2000.0]), Timing("b", [5000.0]), Timing("c", [8000.0])],
         matmul_gflops={"float32": 200.0, "bfloat16": 400.0},
         flops_per_image=100_000_000,
-        best_settings={"amp": True},
+        best_settings={"amp": "auto", "autocast": "bf16"},
         device="cpu",
         threads=2,
     )

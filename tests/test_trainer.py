@@ -61,6 +61,28 @@ def test_a_resume_puts_back_the_global_generators_the_checkpoint_holds(fake_root
     assert random.getstate() == saved["python"]
 
 
+def test_a_checkpoint_from_eight_gpus_resumes_on_the_cpu(fake_root, tmp_path):
+    """Older checkpoints held every visible GPU's generator state (8 on an 8-GPU node), which
+    training never used: a resume on a machine with fewer GPUs, or none, ignores them."""
+    from alexnet_cifar.artifacts.checkpoint import load_checkpoint
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training.loop import fit
+
+    from .conftest import stop_after
+
+    data, run = load_cifar10(fake_root), RunDir.create(tmp_path / "run")
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 16, "lr": 0.02})
+    with pytest.raises(Interrupted):
+        fit(cfg, data, run, show_progress=False, stop=stop_after(3))
+    state = torch.load(run.last, weights_only=True)
+    state["progress"]["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 8
+    torch.save(state, run.last)
+    history = fit(cfg, data, run, resume=load_checkpoint(run.last, training=True), show_progress=False)
+    assert [r.epoch for r in history] == [0]
+
+
 @pytest.mark.parametrize("part", ["ema", "scheduler"])
 def test_a_checkpoint_without_a_part_of_this_trainer_does_not_fit(part):
     trainer = build_trainer(resolve_config("seed", {"ema": 0.9, "schedule": "linear"}), torch.device("cpu"), 10)

@@ -126,8 +126,9 @@ def train_args(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const="on",
         choices=AMP_MODES,
-        help="bfloat16 autocast: on (the same as --amp alone), off, or auto = on where the device runs bf16 fast "
-        "(default: the recipe's; seed: off, fast and best: auto)",
+        help="mixed precision: off; bf16; fp16 (with a gradient scaler); on (the same as --amp alone) = the "
+        "device's native half type; auto = on where it is faster (docs/DEVICES.md) (default: the recipe's; "
+        "seed: off, fast and best: auto)",
     )
     add_data_args(p, synthetic=True)
     p.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/DATE-TIME-RECIPE)")

@@ -23,7 +23,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-AMP_MODES = ("off", "on", "auto")
+AMP_MODES = ("off", "on", "auto", "bf16", "fp16")
 SCHEDULES = ("constant", "linear", "cosine")
 MAX_SEED = 2**32 - 1  # numpy's limit too; the loader keys each epoch by seed * 1_000_003 + epoch
 
@@ -58,7 +58,8 @@ class TrainConfig:
     device: str = "auto"  # auto = cuda, else mps, else cpu
     threads: int = 0  # CPU threads for torch; 0 = torch's default (one per physical core)
     channels_last: bool = True  # NHWC memory format: about 1.7x faster convolutions on CPU
-    amp: str = "off"  # bfloat16 autocast: on, off, or auto = on where the device runs bf16 fast (see RESULTS)
+    amp: str = "off"  # autocast: off, bf16, fp16, on = the device's native half type, auto = on where it is
+    # faster (device.py's policy; docs/DEVICES.md)
     compile: bool = False  # torch.compile the model (first epoch pays the compilation)
 
     def __post_init__(self) -> None:

@@ -98,6 +98,7 @@ def _meter(v: object) -> bool:
         and sums.dtype in FLOAT_TYPES
         and _int(v.get("samples"))
         and _int(v.get("batches"))
+        and (v.get("ranks") is None or (_int(v["ranks"]) and v["ranks"] >= 1))
     )
 
 
@@ -123,6 +124,7 @@ PROGRESS_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "best_acc": ("a finite number", _float),
     "meter": ("partial sums or None", _meter),
     "rng": ("random number generator states", _rng),
+    "world_size": ("a number of processes >= 1 or None", lambda v: v is None or (_int(v) and v >= 1)),
 }
 
 
@@ -146,11 +148,15 @@ TRAINING_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "optimizer": ("an optimizer state", _optimizer),
     "scheduler": ("a scheduler state", lambda v: isinstance(v, dict)),
     "ema": ("a moving-average state or None", _dict_or_none),
+    "scaler": ("a float16 gradient scaler's state or None", _dict_or_none),
     "config": ("a config with its recipe", _config),
     "progress": ("the run's progress", lambda v: isinstance(v, dict)),
     "data_folder": ("a folder name or None", _optional_str),
     "data_fingerprint": ("a data fingerprint or None", _optional_str),
 }
+
+
+OPTIONAL_ENTRIES = ("data_folder", "data_fingerprint", "scaler", "world_size")  # absent from older checkpoints
 
 
 def check_training_state(state: dict[str, Any], path: Path) -> None:
@@ -171,7 +177,7 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
 def _check_entries(values: dict[str, Any], schema: dict, path: Path, prefix: str) -> None:
     for name, (allowed, ok) in schema.items():
         value = values.get(name)
-        if name not in values and name not in ("data_folder", "data_fingerprint"):
+        if name not in values and name not in OPTIONAL_ENTRIES:
             raise UserError(f"{path} is damaged: entry {prefix}{name} is missing; {DAMAGED_HINT}")
         if not ok(value):
             found = type(value).__name__

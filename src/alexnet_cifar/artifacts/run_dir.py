@@ -180,7 +180,7 @@ class RunDir:
     # config.json: one writer, which keeps the first start's fields and records each resume
 
     def write_config(self, config: dict[str, Any], device: torch.device, facts: dict[str, Any] | None = None) -> None:
-        """`facts`: what the run adds about this start (world_size, data_folder, bf16_autocast)."""
+        """`facts`: what the run adds about this start (world_size, data_folder, the device policy)."""
         env = {**environment(device), "world_size": 1, "data_folder": None, **(facts or {})}
         info = {"config": config, "environment": env, "resumes": []}
         require_regular(self.config)
@@ -198,7 +198,8 @@ class RunDir:
                 "world_size",
                 "git_commit",
                 "data_folder",
-                "bf16_autocast",
+                "autocast",
+                "device_policy",
             )
             resume = {k: env.get(k) for k in keys}
             resumes = first.get("resumes") if isinstance(first.get("resumes"), list) else []

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import TrainConfig, resolve_config
 from ..data.cifar10 import CIFAR10
-from ..device import cpu_has_fast_bf16
+from ..device import choose_policy
 from ..inference.evaluate import evaluate
 from ..model import AlexNet
 from ..report.flops import training_flops_per_image
@@ -24,20 +24,23 @@ from .lesson import lesson_eval_step, lesson_loader, lesson_train_step
 
 
 def best_settings(device: torch.device) -> dict[str, object]:
-    """Settings for (c): the fastest measured on each kind of device (docs/RESULTS.md).
+    """Settings for (c): the fastest measured on each kind of device (docs/RESULTS.md), with the
+    autocast dtype that the device policy's amp = auto picks (`autocast`, None = float32).
 
     bfloat16 autocast is 1.6x faster on CPUs with native bf16 (AVX512-BF16, AMX) and slower on
-    others, so on a CPU it is used only where oneDNN reports bf16 support. torch.compile measured
-    slower than eager on the 2-core CPU; on CUDA it removes per-kernel launch overhead.
+    others. torch.compile measured slower than eager on the 2-core CPU; on CUDA it removes
+    per-kernel launch overhead.
     """
-    if device.type == "cuda":
-        return {"batch_size": 64, "amp": True, "compile": True}
-    return {"batch_size": 64, "amp": cpu_has_fast_bf16()}
+    settings = {"batch_size": 64, "amp": "auto", "compile": device.type == "cuda"}
+    return {**settings, "autocast": choose_policy(device, "auto").autocast}
 
 
 def best_eval_batch(device: torch.device) -> int:
     """Large batches spill the CPU's caches (1000 runs 35% slower than 128); GPUs want them large."""
     return 1000 if device.type == "cuda" else 256
+
+
+AUTOCAST_NAMES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass
@@ -54,8 +57,11 @@ class Timing:
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work: otherwise a GPU timing measures the queueing, not the work."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def timed(fn: Callable[[], int], device: torch.device) -> float:
@@ -121,7 +127,8 @@ def our_evaluator(cfg: TrainConfig, data: CIFAR10, images: int, device: torch.de
 
     def run() -> int:
         batches = max(1, images // cfg.test_batch_size)
-        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, amp=trainer.amp, max_batches=batches)
+        model, criterion = trainer.eval_model(), trainer.criterion
+        meter = evaluate(model, loader, criterion, autocast=trainer.autocast, max_batches=batches)
         meter.result()
         return meter.samples
 
@@ -147,7 +154,7 @@ def full_epoch_seconds(cfg: TrainConfig, data: CIFAR10, device: torch.device) ->
     trainer = build_trainer(cfg, device, len(train_loader))
     start = time.perf_counter()
     train_one_epoch(trainer, train_loader).meter.result()
-    evaluate(trainer.eval_model(), test_loader, trainer.criterion, amp=trainer.amp).result()
+    evaluate(trainer.eval_model(), test_loader, trainer.criterion, autocast=trainer.autocast).result()
     return time.perf_counter() - start
 
 
@@ -159,6 +166,7 @@ class BenchPlan:
     batches: int = 100  # training batches of 64 images per timed block
     eval_images: int = 5000  # test images per timed evaluation block
     full_epoch: bool = True  # also time one whole epoch through train's loop
+    matmul_seconds: float = 2.0  # per dtype, for the matmul rate the ratios are bounded by
 
 
 @dataclass
@@ -190,7 +198,7 @@ class BenchResult:
         return self.matmul_gflops[dtype] * 1e9 / self.flops_per_image / self.train[0].median
 
     def report(self) -> str:
-        c_dtype = "bfloat16" if self.best_settings.get("amp") else "float32"
+        c_dtype = AUTOCAST_NAMES.get(self.best_settings.get("autocast"), "float32")
         lesson = self.lesson_epoch_seconds()
         lines = [
             f"device {self.device}, {self.threads} threads; (c) settings {self.best_settings}",
@@ -236,14 +244,15 @@ def run_benchmark(
     """
     best = best_settings(device)
     seed_cfg = resolve_config("seed", {"device": device.type})
-    best_cfg = resolve_config("seed", {"device": device.type, **best, "test_batch_size": best_eval_batch(device)})
+    fields = {k: v for k, v in best.items() if k != "autocast"}
+    best_cfg = resolve_config("seed", {"device": device.type, **fields, "test_batch_size": best_eval_batch(device)})
     images, eval_images = plan.batches * 64, plan.eval_images
     trainers = [
         ("(a) lesson: PIL per sample, DataLoader, .item()", lesson_trainer(data, plan.batches, device)),
         ("(b) ours: same batch and arithmetic", our_trainer(seed_cfg, data, images, device)),
         ("(c) ours: best settings for the device", our_trainer(best_cfg, data, images, device)),
     ]
-    best_eval = f"ours, best (batch {best_cfg.test_batch_size}, amp {best['amp']})"
+    best_eval = f"ours, best (batch {best_cfg.test_batch_size}, autocast {best['autocast']})"
     evaluators = [
         ("lesson eval loop (batch 128, no_grad)", lesson_evaluator(data, eval_images, device)),
         ("ours, same arithmetic (batch 128, inference_mode)", our_evaluator(seed_cfg, data, eval_images, device)),
@@ -262,9 +271,10 @@ def run_benchmark(
         epochs["the seed recipe"] = full_epoch_seconds(seed_cfg, data, device)
         if best_cfg != seed_cfg:
             epochs["the seed recipe at (c)'s settings"] = full_epoch_seconds(best_cfg, data, device)
-    rates = {"float32": matmul_gflops(device)}
-    if best.get("amp"):
-        rates["bfloat16"] = matmul_gflops(device, torch.bfloat16)
+    rates = {"float32": matmul_gflops(device, seconds=plan.matmul_seconds)}
+    if best["autocast"]:
+        name = AUTOCAST_NAMES[best["autocast"]]
+        rates[name] = matmul_gflops(device, getattr(torch, name), seconds=plan.matmul_seconds)
     return BenchResult(
         train=train,
         evals=evals,

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..data.cifar10 import CIFAR10
 from ..data.loader import DeviceLoader
+from ..device import autocast as autocast_to
 from ..progress import progress_bar
 from ..training.metrics import Meter
 
@@ -30,15 +31,16 @@ def evaluate(
     loader: DeviceLoader,
     criterion: nn.Module,
     *,
-    amp: bool = False,
+    autocast: torch.dtype | None = None,
     tta: bool = False,
     max_batches: int | None = None,
 ) -> Meter:
-    """Loss and accuracy over `loader` (its first `max_batches` batches), left on the device in a Meter."""
+    """Loss and accuracy over `loader` (its first `max_batches` batches), left on the device in a Meter;
+    the forward runs under `autocast` to that dtype (None: float32), the loss in float32."""
     model.eval()
     meter = Meter(loader.device)
     for images, labels in itertools.islice(loader, max_batches):
-        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast_to(loader.device, autocast):
             logits = classify(model, images, tta)
         meter.update(criterion(logits.float(), labels), logits, labels)
     return meter

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import UsageError
 from .ranks import DistInfo, from_environment
 
 __all__ = ["DistInfo", "from_environment"]
@@ -23,6 +24,8 @@ def init(info: DistInfo, device: torch.device) -> torch.device:
     """Join the process group (once); on CUDA each rank takes the GPU of its local rank."""
     if not info.enabled:
         return device
+    if device.type == "mps":
+        raise UsageError("torchrun on mps: torch.distributed has no MPS backend; run one process, or use --device cpu")
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
@@ -46,11 +49,10 @@ def all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> t
     return tensor
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when it is true on any: ranks must agree to stop at the same batch."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    return bool(all_reduce(torch.tensor([int(flag)], device=device), dist.ReduceOp.MAX).item())
+def any_rank_each(flags: torch.Tensor) -> list[bool]:
+    """Each flag true on every rank when it is true on any (one all-reduce, one host sync): ranks
+    must agree to stop, or to give up on a non-finite loss, at the same batch."""
+    return [bool(f) for f in all_reduce(flags, dist.ReduceOp.MAX).tolist()]
 
 
 def weights_agree(model: nn.Module, device: torch.device) -> bool:

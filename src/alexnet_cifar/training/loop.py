@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import itertools
 import logging
 import math
 import signal
@@ -30,7 +29,7 @@ from ..artifacts.run_dir import RunDir
 from ..config import TrainConfig
 from ..data.cifar10 import CIFAR10, data_fingerprint
 from ..data.loader import DeviceLoader
-from ..device import select_device, set_deterministic, use_amp
+from ..device import DevicePolicy, autocast, choose_policy, select_device, set_deterministic
 from ..errors import Interrupted, NonFiniteLoss, UserError
 from ..inference.evaluate import evaluate
 from ..progress import POSTFIX_EVERY, progress_bar
@@ -48,14 +47,17 @@ DIVERGED_HINT = "the learning rate is likely too high for this batch size or rec
 
 class Outcome(enum.Enum):
     FINISHED = "finished"  # every batch of the epoch (or of max_batches) was trained
-    STOPPED = "stopped"  # `stop` asked for it after a batch
-    DIVERGED = "diverged"  # a loss was NaN or infinite; that batch's update was not applied
+    STOPPED = "stopped"  # a signal asked for it after a batch
+    DIVERGED = "diverged"  # a loss was NaN or infinite (the weights in memory are not saved after it)
 
 
 @dataclass
 class EpochResult:
     outcome: Outcome
     meter: Meter  # the epoch's sums so far; `.batches` says how far it got
+
+
+Check = Callable[[Meter, int, bool], "Outcome | None"]
 
 
 def train_one_epoch(
@@ -65,29 +67,64 @@ def train_one_epoch(
     max_batches: int | None = None,
     start: int = 0,
     meter: Meter | None = None,
-    stop: Callable[[], bool] | None = None,
+    check: Check | None = None,
     bar: tqdm | None = None,
 ) -> EpochResult:
-    """Train over the loader's epoch from batch `start`, and say how the epoch ended."""
+    """Train over the loader's epoch from batch `start`, and say how the epoch ended. Before each
+    step, `check(meter, batch, last)` may end the epoch: at once on a non-finite loss, after the
+    step on a stop (default: `local_check()`, which never stops)."""
     model = trainer.step_model
     model.train()
     meter = meter or Meter(loader.device)
+    check = check or local_check()
     end = len(loader) if max_batches is None else min(len(loader), start + max_batches)
     for i, (images, labels) in enumerate(loader.batches(start), start):
-        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=trainer.amp):
+        with autocast(loader.device, trainer.autocast):
             logits = model(images)
             loss = trainer.criterion(logits, labels)
         meter.update(loss, logits, labels)
-        if (i + 1) % NAN_CHECK_EVERY == 0 and not meter.finite():
-            return EpochResult(Outcome.DIVERGED, meter)
+        last = i + 1 == end
+        verdict = check(meter, i, last)
+        if verdict is Outcome.DIVERGED:  # before the step: a non-finite loss never reaches the weights
+            return EpochResult(verdict, meter)
         trainer.step(loss)
         show(bar, meter, i, len(labels))
-        if i + 1 == end:
+        if verdict is Outcome.STOPPED:
+            return EpochResult(verdict, meter)
+        if last:
             break
-        if stop is not None and stop():
-            return EpochResult(Outcome.STOPPED, meter)
-    # the last batches since the periodic check: the caller checks the weights before any checkpoint
-    return EpochResult(Outcome.FINISHED if meter.finite() else Outcome.DIVERGED, meter)
+    return EpochResult(Outcome.FINISHED, meter)
+
+
+def local_check(stop: Callable[[], bool] | None = None) -> Check:
+    """One process's check: the loss every NAN_CHECK_EVERY batches and at the end (each a host sync
+    on GPUs), and `stop` at every batch but the epoch's last."""
+
+    def check(meter: Meter, batch: int, last: bool) -> Outcome | None:
+        if (last or (batch + 1) % NAN_CHECK_EVERY == 0) and not meter.finite():
+            return Outcome.DIVERGED
+        if not last and stop is not None and stop():  # a stop saves the meter: it must be finite
+            return Outcome.STOPPED if meter.finite() else Outcome.DIVERGED
+        return None
+
+    return check
+
+
+def agreed_check(stop: Callable[[], bool], device: torch.device) -> Check:
+    """Every rank's check in a distributed run: one all-reduce every STOP_CHECK_EVERY batches and at
+    the end carries both flags, so all ranks leave at the same batch (a rank that left alone would
+    leave the others blocked in the next gradient all-reduce)."""
+
+    def check(meter: Meter, batch: int, last: bool) -> Outcome | None:
+        if not last and (batch + 1) % STOP_CHECK_EVERY:
+            return None
+        asked = torch.tensor(int(stop()), dtype=torch.int32, device=device)
+        stopping, diverged = distributed.any_rank_each(torch.stack([asked, (~meter.finite_flag()).int()]))
+        if diverged:
+            return Outcome.DIVERGED
+        return Outcome.STOPPED if stopping and not last else None
+
+    return check
 
 
 def show(bar: tqdm | None, meter: Meter, batch: int, images: int) -> None:
@@ -114,20 +151,22 @@ def fit(
         check_same_data(resume, data, run)  # before anything is written
     info = from_environment()
     device = distributed.init(info, select_device(cfg.device))
+    policy = choose_policy(device, cfg.amp, cfg.compile, cfg.deterministic)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_deterministic(cfg.deterministic)
+    policy.apply()
     if info.is_main and resume is None:  # first, so that the folder is recognisably a run of this tool
-        record_start(run, cfg, data, device, info)
+        record_start(run, cfg, data, Runtime(device, info, policy))
     handler = run.attach_log() if info.is_main else None
     clean = False  # whether every rank leaves at the same point (a finish, or a stop they agreed on)
     try:
         with contextlib.nullcontext(stop) if stop is not None else StopOnSignal() as handlers:
-            runtime = Runtime(device, info, handlers, show_progress and info.is_main)
-            history = Session(cfg, data, run, runtime).train(resume)
+            runtime = Runtime(device, info, policy, handlers, show_progress and info.is_main)
+            history = Session(cfg, data, run, runtime, resume).train()
         clean = True
         return history
-    except Interrupted:
+    except (Interrupted, NonFiniteLoss):  # the ranks agreed on these: they leave together
         clean = True
         raise
     finally:
@@ -140,35 +179,44 @@ def fit(
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where this process trains: its device, its rank, its signal handler, whether it draws bars."""
+    """Where this process trains: its device and how it uses it, its rank, its signal handler,
+    whether it draws progress bars."""
 
     device: torch.device
     info: DistInfo
-    stop: StopOnSignal
-    show_progress: bool
+    policy: DevicePolicy
+    stop: StopOnSignal | None = None
+    show_progress: bool = False
 
 
 class Session:
     """One process's part of a run: the loaders, the trainer and where the run stands."""
 
-    def __init__(self, cfg: TrainConfig, data: CIFAR10, run: RunDir, runtime: Runtime) -> None:
+    def __init__(
+        self, cfg: TrainConfig, data: CIFAR10, run: RunDir, runtime: Runtime, resume: dict[str, Any] | None = None
+    ) -> None:
         self.cfg, self.data, self.run = cfg, data, run
+        self.runtime = runtime
         self.device, self.info, self.stop = runtime.device, runtime.info, runtime.stop
         self.show_progress = runtime.show_progress
-        self.train_loader, self.test_loader = make_loaders(cfg, data, self.device, self.info)
-        self.trainer = build_trainer(cfg, self.device, len(self.train_loader), self.info)
-        self.state = Progress()
-        self.batches_seen = itertools.count(1)
+        self.resume_from = resume
+        self.started_on = started_on(resume, run, self.info)
+        self.train_loader, self.test_loader = make_loaders(cfg, data, self.device, self.info, self.started_on)
+        self.trainer = build_trainer(cfg, self.device, len(self.train_loader), self.info, runtime.policy)
+        self.state = Progress(world_size=self.started_on)
+        stop = self.should_stop
+        self.check = agreed_check(stop, self.device) if self.info.enabled else local_check(stop)
         self.fingerprint = data_fingerprint(data)
 
-    def train(self, resume: dict[str, Any] | None) -> list[EpochRecord]:
+    def train(self) -> list[EpochRecord]:
         """Every remaining epoch, top to bottom; returns the records of the epochs trained here."""
-        if resume is not None:
-            self.resume(resume)
+        if self.resume_from is not None:
+            self.resume(self.resume_from)
         self.announce()
-        if self.stop.requested:  # a signal during start-up: leave before anything is trained or saved
-            name = signal.Signals(self.stop.signum).name
-            raise Interrupted(f"stopped by {name} before training started; nothing saved", EXIT_CODES[self.stop.signum])
+        if self.stopped_at_start():  # a signal during start-up: leave before anything is trained or saved
+            signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal stops with the others
+            name = signal.Signals(signum).name
+            raise Interrupted(f"stopped by {name} before training started; nothing saved", EXIT_CODES[signum])
         history = []
         while self.state.epoch < self.cfg.epochs:
             start = time.perf_counter() - self.state.seconds
@@ -183,6 +231,7 @@ class Session:
 
     def resume(self, resume: dict[str, Any]) -> None:
         self.state = restore(self.trainer, resume, self.run)
+        self.state.world_size = self.started_on
         if self.state.batch >= len(self.train_loader):
             raise UserError(
                 f"{self.run.last} is damaged: it stopped at batch {self.state.batch} of an epoch of "
@@ -192,7 +241,7 @@ class Session:
             self.state.meter = None
         if self.info.is_main:  # after the resume's checks, so a refused resume leaves the run as it was
             self.run.truncate_metrics(self.state.epoch)
-            record_start(self.run, self.cfg, self.data, self.device, self.info)
+            record_start(self.run, self.cfg, self.data, self.runtime)
         log.info(f"resuming {self.run.path} at epoch {self.state.epoch}, batch {self.state.batch}")
 
     def announce(self) -> None:
@@ -200,19 +249,26 @@ class Session:
         log.info(self.data.summary())
         where = f"{info.world_size} processes on {self.device.type}" if info.enabled else str(self.device)
         log.info(f"training recipe {cfg.recipe!r} on {where} for {cfg.epochs} epochs; run directory {self.run.path}")
+        log.info("device policy: " + "; ".join(self.runtime.policy.reasons))
+        loader = self.train_loader
         if info.enabled:
-            batch = self.train_loader.global_batch
-            log.info(f"global batch {batch} = {cfg.batch_size} per rank x {info.world_size} ranks")
+            log.info(f"global batch {loader.global_batch} = {loader.batch_size} per rank x {info.world_size} ranks")
+        if self.started_on != info.world_size:
+            log.info(
+                f"the run started on {self.started_on} processes: its global batch of {loader.global_batch} is kept "
+                f"({loader.batch_size} per process), and its epochs {'drop' if loader.drop_last else 'keep'} "
+                "a short last batch as they did"
+            )
 
     def train_epoch(self) -> EpochResult:
         state = self.state
         self.train_loader.set_epoch(state.epoch)
-        meter = Meter.from_state(state.meter, self.device)
+        meter = Meter.from_state(state.meter, self.device, ranks=self.info.world_size)
         meter.batches = state.batch  # this rank's place in the epoch (a saved count is summed over ranks)
         with progress_bar(len(self.data.train), f"epoch {state.epoch}", self.show_progress) as bar:
             bar.update(meter.samples)
             result = train_one_epoch(
-                self.trainer, self.train_loader, start=state.batch, meter=meter, stop=self.should_stop, bar=bar
+                self.trainer, self.train_loader, start=state.batch, meter=meter, check=self.check, bar=bar
             )
         state.step += result.meter.batches - state.batch
         if result.outcome is Outcome.DIVERGED:
@@ -222,18 +278,22 @@ class Session:
         return result
 
     def should_stop(self) -> bool:
+        """Whether a signal asked this process to stop."""
+        return self.stop.requested
+
+    def stopped_at_start(self) -> bool:
+        """A signal during start-up, on any rank: all ranks must leave before batch 0's all-reduce."""
         if not self.info.enabled:
             return self.stop.requested
-        # ranks agree through an all-reduce, a host sync on GPUs: so only every STOP_CHECK_EVERY batches
-        due = next(self.batches_seen) % STOP_CHECK_EVERY == 0
-        return due and distributed.any_rank(self.stop.requested, self.device)
+        (asked,) = distributed.any_rank_each(torch.tensor([int(self.stop.requested)], device=self.device))
+        return asked
 
     def stop_here(self, meter: Meter, start: float) -> None:
         """A signal stopped the epoch after a batch: checkpoint where it stands, then leave."""
         self.state.batch, self.state.seconds = meter.batches, time.perf_counter() - start
         self.checkpoint(self.run.last, meter.all_reduce())
         signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal stops with the others
-        where = f"epoch {self.state.epoch}, batch {meter.batches}"
+        where = f"epoch {self.state.epoch}, batch {self.state.batch}"
         message = f"stopped by {signal.Signals(signum).name} at {where}; checkpoint {self.run.last} written"
         raise Interrupted(message, EXIT_CODES[signum], resume_dir=self.run.path)
 
@@ -258,7 +318,8 @@ class Session:
         cfg, trainer = self.cfg, self.trainer
         train_loss, train_acc = train.all_reduce().result(cfg.lesson_metrics)  # the epoch's one host sync
         train_seconds = time.perf_counter() - start
-        valid = evaluate(trainer.eval_model(), self.test_loader, trainer.criterion, amp=trainer.amp, tta=cfg.tta)
+        model, criterion = trainer.eval_model(), trainer.criterion
+        valid = evaluate(model, self.test_loader, criterion, autocast=trainer.autocast, tta=cfg.tta)
         valid_loss, valid_acc = valid.all_reduce().result(cfg.lesson_metrics)
         return EpochRecord(
             epoch=self.state.epoch,
@@ -275,7 +336,7 @@ class Session:
         if not self.info.is_main:
             return
         state = self.state
-        state.meter = meter.state_dict() if meter is not None else None
+        state.meter = {**meter.state_dict(), "ranks": self.info.world_size} if meter is not None else None
         state.rng = rng_state()
         data = {"data_folder": folder_name(self.data), "data_fingerprint": self.fingerprint}
         save_checkpoint(
@@ -294,12 +355,22 @@ class Session:
         log.info(f"final weights: {self.run.weights}")
 
     def batch_span(self, meter: Meter) -> str:
-        last = meter.batches - 1
-        return f"at epoch {self.state.epoch}, within batches {max(0, last + 1 - NAN_CHECK_EVERY)}-{last}"
+        """Where the loss turned: between the last check that found it finite and this one."""
+        last, every = meter.batches - 1, STOP_CHECK_EVERY if self.info.enabled else NAN_CHECK_EVERY
+        return f"at epoch {self.state.epoch}, within batches {max(0, last + 1 - every)}-{last}"
 
     def diverged(self, what: str) -> str:
         lr = self.trainer.optimizer.param_groups[0]["lr"]
         return f"{what} (lr {lr:g}): {DIVERGED_HINT}; the last good checkpoint {self.run.last} is kept"
+
+
+def started_on(resume: dict[str, Any] | None, run: RunDir, info: DistInfo) -> int:
+    """How many processes the run started on: they set its global batch, which a resume keeps on
+    however many processes it runs now. Checkpoints from before this was saved: config.json says."""
+    if resume is None:
+        return info.world_size
+    saved = resume["progress"].get("world_size") or run.info_or_empty().get("environment", {}).get("world_size")
+    return saved if isinstance(saved, int) and saved >= 1 else info.world_size
 
 
 def check_same_data(resume: dict[str, Any], data: CIFAR10, run: RunDir) -> None:
@@ -320,12 +391,12 @@ def folder_name(data: CIFAR10) -> str | None:
     return str(data.folder.resolve()) if data.folder is not None else None
 
 
-def record_start(run: RunDir, cfg: TrainConfig, data: CIFAR10, device: torch.device, info: DistInfo) -> None:
-    """config.json: the config as asked, and how this machine ran it (amp = auto resolved here)."""
-    amp = use_amp(cfg.amp, device)
+def record_start(run: RunDir, cfg: TrainConfig, data: CIFAR10, runtime: Runtime) -> None:
+    """config.json: the config as asked, and how this machine ran it (the device policy, with why)."""
     where = {"data_folder": folder_name(data), "synthetic": data.folder is None}
-    facts = {"world_size": info.world_size, **where, "bf16_autocast": amp}
-    run.write_config(cfg.to_dict(), device, facts)
+    policy = runtime.policy.to_dict()
+    facts = {"world_size": runtime.info.world_size, **where, "autocast": policy["autocast"], "device_policy": policy}
+    run.write_config(cfg.to_dict(), runtime.device, facts)
 
 
 def summarise(history: list[EpochRecord]) -> str:

@@ -6,21 +6,23 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..device import meter_dtype
+
 
 class Meter:
     """Sums per-sample loss and correct counts, plus per-batch means for the lesson's averaging."""
 
     def __init__(self, device: torch.device) -> None:
         # [sum of per-sample loss, correct predictions, sum of batch-mean losses, sum of batch accuracies]
-        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(4, dtype=meter_dtype(device), device=device)
         self.samples = 0
         self.batches = 0
 
     @torch.no_grad()
     def update(self, mean_loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         n = len(labels)
-        correct = (logits.argmax(1) == labels).sum().double()
-        loss = mean_loss.detach().double()
+        correct = (logits.argmax(1) == labels).sum().to(self.sums.dtype)
+        loss = mean_loss.detach().to(self.sums.dtype)
         self.sums += torch.stack([loss * n, correct, loss, correct / n])
         self.samples += n
         self.batches += 1
@@ -29,7 +31,7 @@ class Meter:
         """Sum over all processes of a distributed run (no-op in a single process); returns self."""
         from .distributed import all_reduce
 
-        counts = torch.tensor([self.samples, self.batches], dtype=torch.float64, device=self.sums.device)
+        counts = torch.tensor([self.samples, self.batches], dtype=torch.int64, device=self.sums.device)
         all_reduce(self.sums)
         all_reduce(counts)
         self.samples, self.batches = (int(c) for c in counts.tolist())
@@ -41,18 +43,25 @@ class Meter:
 
     def finite(self) -> bool:
         """False once any loss was NaN or infinite (reads one value back from the device)."""
-        return bool(torch.isfinite(self.sums[0]))
+        return bool(self.finite_flag())
+
+    def finite_flag(self) -> torch.Tensor:
+        """`finite()` left on the device, for an all-reduce that carries it to every rank."""
+        return torch.isfinite(self.sums[0])
 
     def state_dict(self) -> dict[str, object]:
         return {"sums": self.sums.cpu(), "samples": self.samples, "batches": self.batches}
 
     @classmethod
-    def from_state(cls, state: dict[str, object] | None, device: torch.device) -> Meter:
-        """A fresh meter, or one continuing a checkpoint's partial epoch."""
+    def from_state(cls, state: dict[str, object] | None, device: torch.device, ranks: int = 1) -> Meter:
+        """A fresh meter, or one continuing a checkpoint's partial epoch on `ranks` processes. The
+        per-batch sums hold one mean per rank and batch: saved by another number of ranks, they are
+        rescaled to this many, so the lesson's averages stay averages."""
         meter = cls(device)
         if state is not None:
-            meter.sums = state["sums"].to(device=device, dtype=torch.float64)
+            meter.sums = state["sums"].to(device=device, dtype=meter.sums.dtype)
             meter.samples, meter.batches = state["samples"], state["batches"]
+            meter.sums[2:] *= ranks / state.get("ranks", ranks)
         return meter
 
     def result(self, lesson_metrics: bool = False) -> tuple[float, float]:

@@ -4,6 +4,7 @@ restore of it: built from a config, saved and restored whole, RNG states include
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..artifacts.run_dir import RunDir
 from ..config import TrainConfig
 from ..data.cifar10 import CIFAR10
 from ..data.loader import Augment, DeviceLoader, Sampling, Shard
-from ..device import use_amp
+from ..device import DevicePolicy, choose_policy
 from ..errors import UserError
 from ..model import AlexNet
 from . import distributed
@@ -33,10 +34,10 @@ def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
     return model
 
 
-def compiled(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+def compiled(model: nn.Module, enabled: bool) -> nn.Module:
     """What the loop calls: the model itself, or its torch.compile'd wrapper (weights are shared,
     and checkpoints always save the plain module, so no `_orig_mod.` prefixes appear)."""
-    return torch.compile(model) if cfg.compile else model
+    return torch.compile(model) if enabled else model
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -57,25 +58,32 @@ class Trainer:
     """Everything one optimizer step touches, and what a checkpoint must restore of it."""
 
     model: nn.Module  # the plain module: its state_dict is what gets saved
-    step_model: nn.Module  # what the loop calls: `model`, or its torch.compile'd wrapper
+    step_model: nn.Module  # what the loop calls: `model` (under DDP, its wrapper), maybe compiled
+    eval_forward: nn.Module  # what evaluation calls: `model` (never DDP's wrapper), maybe compiled
     optimizer: torch.optim.Optimizer
     scheduler: LambdaLR
     criterion: nn.Module
     ema: EMA | None
-    amp: bool
+    autocast: torch.dtype | None = None  # the forward's dtype under autocast; None = float32
+    scaler: torch.amp.GradScaler | None = None  # float16 only: scales the loss so gradients do not underflow
 
     def eval_model(self) -> nn.Module:
         """The weights that are evaluated and kept: the moving average when there is one (and never
         the DDP wrapper, whose forward is for training)."""
-        if self.ema is not None:
-            return self.ema.model
-        return self.model if isinstance(self.step_model, nn.parallel.DistributedDataParallel) else self.step_model
+        return self.ema.model if self.ema is not None else self.eval_forward
 
     def step(self, loss: torch.Tensor) -> None:
-        """One optimizer step on `loss`, then the schedule and the moving average follow."""
+        """One optimizer step on `loss`, then the schedule and the moving average follow. Under float16
+        the scaler skips a step whose scaled gradients overflowed (and lowers its scale): the schedule
+        still advances, so a step is a batch and resume stays exact."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
@@ -86,41 +94,86 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         ema = self.ema.state_dict() if self.ema else None
         optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
-        return {"model": self.model.state_dict(), "optimizer": optimizer, "scheduler": scheduler, "ema": ema}
+        scaler = self.scaler.state_dict() if self.scaler else None
+        state = {"model": self.model.state_dict(), "optimizer": optimizer, "scheduler": scheduler, "ema": ema}
+        return {**state, "scaler": scaler}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Every part this trainer has; a checkpoint without one of them does not fit (restore says so)."""
+        """Every part this trainer has; a checkpoint without one of them does not fit (restore says so).
+        The scaler is the exception: a resume may switch amp (another device), and a scaler without a
+        saved state starts as a new run's does."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
 
-def build_trainer(cfg: TrainConfig, device: torch.device, steps_per_epoch: int, info: DistInfo = DistInfo()) -> Trainer:
+def build_trainer(
+    cfg: TrainConfig,
+    device: torch.device,
+    steps_per_epoch: int,
+    info: DistInfo = DistInfo(),
+    policy: DevicePolicy | None = None,
+) -> Trainer:
+    """The trainer for `cfg` on `device`; `policy` defaults to the device's (device.choose_policy)."""
+    policy = policy or choose_policy(device, cfg.amp, cfg.compile, cfg.deterministic)
     model = build_model(cfg, device)
     optimizer = build_optimizer(cfg, model)
+    step_model = compiled(distributed.wrap(model, info, device), policy.compile)
     return Trainer(
         model=model,
-        step_model=compiled(distributed.wrap(model, info, device), cfg),
+        step_model=step_model,
+        eval_forward=compiled(model, policy.compile) if info.enabled else step_model,
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, cfg, steps_per_epoch),
         criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         ema=EMA(model, cfg.ema) if cfg.ema > 0 else None,
-        amp=use_amp(cfg.amp, device),
+        autocast=policy.autocast_dtype,
+        scaler=grad_scaler(device) if policy.grad_scaler else None,
     )
 
 
+def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    # A skipped first step is the scaler finding its scale, not a misordered schedule: the warning
+    # that LambdaLR gives then would only alarm.
+    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+    return torch.amp.GradScaler(device.type)
+
+
 def make_loaders(
-    cfg: TrainConfig, data: CIFAR10, device: torch.device, info: DistInfo = DistInfo()
+    cfg: TrainConfig, data: CIFAR10, device: torch.device, info: DistInfo = DistInfo(), started_on: int | None = None
 ) -> tuple[DeviceLoader, DeviceLoader]:
+    """The training and test loaders of this process. `started_on`: how many processes the run
+    started on (default: as many as now). Its global batch (batch_size per process x those processes)
+    and whether it drops a short last batch stay as they were, so a resume elsewhere (more or fewer
+    GPUs, or the CPU) steps through the same batches under the same schedule."""
+    started_on = started_on or info.world_size
+    batch_size = rank_batch_size(cfg.batch_size * started_on, info.world_size, len(data.train), started_on)
     where = {"device": device, "channels_last": cfg.channels_last, "shard": Shard(info.rank, info.world_size)}
     augment = Augment(cfg.crop_padding, cfg.flip)
-    # under DDP the last partial batch is dropped: the ranks must step together
-    sampling = Sampling(shuffle=True, seed=cfg.seed, augment=augment, drop_last=info.enabled)
-    train = DeviceLoader(data.train.images, data.train.labels, cfg.batch_size, sampling=sampling, **where)
+    # distributed runs drop the last partial batch: the ranks must step together
+    sampling = Sampling(shuffle=True, seed=cfg.seed, augment=augment, drop_last=started_on > 1)
+    train = DeviceLoader(data.train.images, data.train.labels, batch_size, sampling=sampling, **where)
     test = DeviceLoader(data.test.images, data.test.labels, cfg.test_batch_size, **where)
     return train, test
+
+
+def rank_batch_size(global_batch: int, world_size: int, n_train: int, started_on: int) -> int:
+    """Each process's share of a global batch; a share that is not whole is a one-line error."""
+    if global_batch % world_size:
+        raise UserError(
+            f"this run's global batch of {global_batch} images ({started_on} processes when it started) cannot be "
+            f"shared by {world_size} processes; resume it on a number of processes that divides {global_batch}"
+        )
+    if started_on == 1 < world_size and n_train % global_batch:
+        raise UserError(
+            f"this run started in one process, so its epochs end in a short batch of {n_train % global_batch} "
+            f"images, which {world_size} processes cannot share; resume it in one process"
+        )
+    return global_batch // world_size
 
 
 @dataclass
@@ -134,6 +187,7 @@ class Progress:
     best_acc: float = -1.0
     meter: dict[str, Any] | None = None  # the epoch's partial sums
     rng: dict[str, Any] = field(default_factory=dict)
+    world_size: int | None = None  # processes the run started on: they set its global batch (None: older files)
 
 
 def rng_state() -> dict[str, Any]:
