@@ -27,3 +27,86 @@ def test_bad_checkpoints(tmp_path, make, message):
     make(path)
     with pytest.raises(UserError, match=message):
         load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def ema_checkpoint(tmp_path_factory):
+    """A training checkpoint of a run that keeps a moving average (last.pt after one epoch)."""
+    from .conftest import tiny_fit
+
+    _, run = tiny_fit(tmp_path_factory.mktemp("ema"), epochs=1, ema=0.9)
+    return torch.load(run.last, weights_only=True)
+
+
+def nan_in(weights: dict) -> dict:
+    return {**weights, "fc3.bias": torch.full((10,), float("nan"))}
+
+
+def set_entry(state: dict, entry: str, value: object) -> dict:
+    """A copy of `state` (deep along `entry`, "a/b/c") with that entry set to `value`, or changed by it."""
+    *parents, last = entry.split("/")
+    state = dict(state)
+    target = state
+    for key in parents:
+        target[key] = dict(target[key])
+        target = target[key]
+    target[last] = value(target[last]) if callable(value) else value  # a function changes what is there
+    return state
+
+
+@pytest.mark.parametrize(
+    "entry, value, words",
+    [
+        ("model", nan_in, "holds NaN or infinite weights in model.fc3.bias"),
+        ("ema/model", nan_in, "holds NaN or infinite weights in ema.model.fc3.bias"),
+        ("ema/model", {"fc3.bias": torch.zeros(10)}, "holds weights of another network, not the lesson's AlexNet"),
+        ("progress/seconds", "soon", "entry progress.seconds must be a finite number, not str"),
+        ("progress/best_acc", float("inf"), "entry progress.best_acc must be a finite number, not float"),
+        ("data_folder", 5, "entry data_folder must be a folder name or None, not int"),
+        ("scaler", [1.0], "entry scaler must be a float16 gradient scaler's state or None, not list"),
+        ("progress/world_size", 0, "entry progress.world_size must be a number of processes >= 1 or None"),
+        ("progress/rng/torch", torch.zeros(5), "entry progress.rng must be random number generator states"),
+        ("progress/rng/numpy", ["MT19937", [0] * 624, 0, 0], "entry progress.rng must be random number generator"),
+        ("progress/rng/python", "seed", "entry progress.rng must be random number generator states"),
+        ("progress/meter", {"sums": torch.zeros(4), "samples": 1, "batches": 1, "ranks": 0}, "progress.meter must"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_each_damaged_entry_is_named_with_the_file(ema_checkpoint, tmp_path, entry, value, words):
+    path = tmp_path / "last.pt"
+    torch.save(set_entry(ema_checkpoint, entry, value), path)
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path, training=True)
+    assert str(caught.value).startswith(f"{path} ") and words in str(caught.value)
+
+
+def test_the_entries_a_run_may_leave_empty_are_accepted(ema_checkpoint, tmp_path):
+    """A run on synthetic data has no data folder; a float32 run no scaler; older files lack both."""
+    path = tmp_path / "last.pt"
+    state = {**ema_checkpoint, "data_folder": None, "data_fingerprint": None, "scaler": None}
+    torch.save(state, path)
+    assert load_checkpoint(path, training=True)["data_folder"] is None
+    torch.save({k: v for k, v in state.items() if k not in ("data_folder", "data_fingerprint", "scaler")}, path)
+    assert "scaler" not in load_checkpoint(path, training=True)
+
+
+def test_weights_files_keep_their_moving_average_checked_too(ema_checkpoint, tmp_path):
+    """Inference (evaluate, predict, export) uses the average when a checkpoint has one."""
+    path = tmp_path / "best.pt"
+    torch.save(set_entry(ema_checkpoint, "ema/model", nan_in), path)
+    with pytest.raises(UserError, match=r"NaN or infinite weights in ema\.model\.fc3\.bias"):
+        load_checkpoint(path)
+    torch.save({**ema_checkpoint, "ema": "averaged"}, path)
+    with pytest.raises(UserError, match=f"{path} is damaged: entry ema must be a moving-average state or None"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused(tmp_path):
+    """Checkpoints are untrusted input: only tensors and plain containers are unpickled, never a
+    reference to a function (which a full unpickler would call or hand back)."""
+    import os
+
+    path = tmp_path / "model.pt"
+    torch.save({"model": AlexNet().state_dict(), "hook": os.getcwd}, path)
+    with pytest.raises(UserError, match=f"{path} is not a readable checkpoint"):
+        load_checkpoint(path)

@@ -242,6 +242,9 @@ def run_benchmark(
     and the matching evaluation loops over `plan.eval_images` test images. Blocks run a, b, c, a, b, c, ...
     `alexnet-cifar bench` with the defaults takes about 3 minutes on 2 CPU cores.
     """
+    # the switches `train` sets (cuDNN autotuning; TF32 off, so (b) keeps float32's arithmetic), once
+    # for all blocks alike: they are process-wide
+    choose_policy(device, "off").apply()
     best = best_settings(device)
     seed_cfg = resolve_config("seed", {"device": device.type})
     fields = {k: v for k, v in best.items() if k != "autocast"}
