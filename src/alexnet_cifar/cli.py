@@ -179,6 +179,30 @@ def predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="files, or folders to walk")
     p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    p.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/NAME.explain.png per image: where the network looks (Grad-CAM, SmoothGrad)",
+    )
+    add_device_arg(p)
+
+
+def inspect_args(p: argparse.ArgumentParser) -> None:
+    from .inspection import MAP_POINTS
+
+    p.add_argument("source", type=Path, metavar="RUN_OR_WEIGHTS", help="a run directory, or a .pt weights file")
+    p.add_argument(
+        "images", type=Path, nargs="*", metavar="IMAGE_OR_FOLDER", help="your images (default: a test image per class)"
+    )
+    p.add_argument("--out", type=Path, help="folder for inspect.html and its PNGs (default: the run directory)")
+    p.add_argument(
+        "--map-points",
+        type=positive_int,
+        default=MAP_POINTS,
+        help=f"test images in the 2-D map (default: {MAP_POINTS})",
+    )
+    add_data_args(p)
     add_device_arg(p)
 
 
@@ -245,6 +269,13 @@ def get_args_parser() -> argparse.ArgumentParser:
             "write report.html and PNG plots for a run",
             "Learning curves, confusion matrix, per-class accuracy and the most "
             "confidently wrong test images of a run, in RUN_DIR/report.html.",
+        ),
+        "inspect": (
+            inspect_args,
+            cmd_inspect,
+            "look inside a trained network: kernels, feature maps, saliency, neighbours",
+            "conv1's kernels (and how they formed), feature maps, Grad-CAM and SmoothGrad, nearest training "
+            "images, a 2-D map of the test set and the most confused classes, in inspect.html and PNGs.",
         ),
         "recipes": (
             recipes_args,
@@ -432,11 +463,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data.cifar10 import CLASSES
     from .inference.predict import find_images, predict_files
 
+    if args.explain is not None:
+        from .inspection.page import check_out
+
+        if args.checkpoint.suffix == ".onnx":
+            raise UsageError(
+                "--explain needs gradients, which an ONNX model has not; pass the .pt it was exported from"
+            )
+        check_out(args.explain)
     model, _ = load_inference_model(args.checkpoint, args.device)
     paths = find_images(args.images)
     if not paths:
         raise UserError(f"no image files found in {', '.join(map(str, args.images))}; pass image files or folders")
     results = predict_files(model, paths, CLASSES, topk=args.topk)
+    if args.explain is not None:
+        explain(model, args.device, [r.path for r in results if r.error is None], args.explain)
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
     else:
@@ -446,6 +487,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"{PROG}: {failed} of {len(results)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def explain(model: object, device: str, paths: list[Path], out: Path) -> None:
+    from .device import select_device
+    from .inference.predict import load_image
+    from .inspection.page import write_explanations
+
+    written = write_explanations(model, select_device(device), [(p, load_image(p)) for p in paths], out)
+    print(f"{PROG}: {len(written)} explanations in {out}", file=sys.stderr)  # stdout may be --json's
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .artifacts.run_dir import RunDir
+    from .data.cifar10 import load_cifar10
+    from .data.source import find_test_data
+    from .device import select_device
+
+    if not args.source.exists():
+        raise UserError(f"{args.source} does not exist; pass a run directory or a .pt weights file")
+    if args.data_dir is not None:  # asked for: it must be there
+        data = load_cifar10(args.data_dir)
+    else:
+        trained_on = RunDir(args.source).data_folder() if args.source.is_dir() else None
+        data = find_test_data(None, trained_on, "no neighbours, map or confusions, and no default images")
+    from .inspection.page import write_inspection
+
+    images = user_images(args.images) if args.images else None
+    write_inspection(args.source, data, select_device(args.device), images, args.out, args.map_points)
+    return 0
+
+
+def user_images(paths: list[Path]) -> list[tuple[str, object, None]]:
+    """The readable images among `paths` (files or folders), named by file; each unreadable one is a
+    line on stderr, as in predict. Their classes are unknown: a file name is not a label."""
+    from .inference.predict import find_images, read_image
+
+    found = find_images(paths)
+    if not found:
+        raise UserError(f"no image files found in {', '.join(map(str, paths))}; pass image files or folders")
+    images = []
+    for path in found:
+        image, error = read_image(path)
+        if error is not None:
+            print(f"{path}: error: {error}", file=sys.stderr)
+        else:
+            images.append((path.stem, image, None))
+    if not images:
+        raise UserError(f"none of the {len(found)} image files could be read; see the lines above")
+    return images
 
 
 def cmd_report(args: argparse.Namespace) -> int:

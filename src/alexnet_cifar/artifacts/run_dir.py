@@ -5,8 +5,9 @@ metrics.csv   one row per epoch
 train.log     every line printed
 last.pt       checkpoint after the latest epoch; best.pt, the best epoch's
 model.pt      final weights as a plain state_dict
+kernels.pt    conv1's 64 kernels before training and after each epoch (19 kB each), for `inspect`
 tensorboard/  the same numbers as TensorBoard scalars, when tensorboard is installed
-report.html   and its PNGs, written by `alexnet-cifar report`
+report.html   and its PNGs, written by `alexnet-cifar report`; inspect.html and its PNGs, by `inspect`
 
 This class owns every file name of a run and is the only writer of config.json and metrics.csv. It
 replaces a folder only if it can prove this tool wrote it (see `replaceable`), and then only once
@@ -41,11 +42,23 @@ from .atomic import atomic_write
 log = logging.getLogger("alexnet_cifar")
 
 CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS = "config.json", "metrics.csv", "train.log", "last.pt", "best.pt", "model.pt"
+KERNELS = "kernels.pt"
 TENSORBOARD = "tensorboard"
-REPORT_FILES = ("report.html", "curves.png", "confusion.png", "per_class.png", "most_wrong.png")
+INSPECT_FILES = (
+    "inspect.html",
+    "kernels.png",
+    "kernels_by_epoch.png",
+    "feature_maps.png",
+    "where_it_looks.png",
+    "neighbours.png",
+    "feature_map_2d.png",
+    "confusions.png",
+)
+# every file a report or an inspection writes carries REPORT_MARK
+REPORT_FILES = ("report.html", "curves.png", "confusion.png", "per_class.png", "most_wrong.png", *INSPECT_FILES)
 REPORT_MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files
 MARKER = ".alexnet-cifar-run"  # created exclusively with the folder: one run per folder, even when two start at once
-RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, TENSORBOARD, MARKER, *REPORT_FILES})
+RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, KERNELS, TENSORBOARD, MARKER, *REPORT_FILES})
 TEMP_FILE = re.compile(r"^\.(.+)\.\d+\.tmp$")  # atomic_write's temp names, left by a crash
 METRIC_FIELDS = tuple(f.name for f in fields(EpochRecord))
 
@@ -65,6 +78,7 @@ class RunDir:
         self.last = path / LAST
         self.best = path / BEST
         self.weights = path / WEIGHTS
+        self.kernels = path / KERNELS
         self.tensorboard_dir = path / TENSORBOARD
         self.replaced: Path | None = None  # the old run moved aside by --overwrite, until this one starts
         self._writer = None
@@ -157,6 +171,41 @@ class RunDir:
                 raise self._damaged(f"line {number} is not a row of {len(METRIC_FIELDS)} numbers")
             records.append(record)
         return records
+
+    # kernels.pt: conv1's kernels by epoch (-1: before training), rewritten whole each epoch
+
+    def kernel_history(self) -> dict[int, torch.Tensor]:
+        """conv1's kernels by epoch, -1 for the start; {} for a run without the file (older runs)."""
+        require_regular(self.kernels)
+        try:
+            saved = torch.load(self.kernels, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise file_error(exc, "read", self.kernels) from None
+        except Exception:  # torch.load raises many types for damaged files
+            saved = None
+        shape = (64, 3, 5, 5)
+        if not isinstance(saved, dict) or not all(
+            isinstance(e, int) and isinstance(w, torch.Tensor) and tuple(w.shape) == shape for e, w in saved.items()
+        ):
+            raise UserError(f"{self.kernels} is damaged; delete it (only `inspect` reads it)")
+        return dict(sorted(saved.items()))
+
+    def save_kernels(self, epoch: int, weight: torch.Tensor) -> None:
+        """Record conv1's kernels after `epoch` (-1: before training), dropping later epochs (a resumed
+        run trains them again)."""
+        try:
+            earlier = self.kernel_history()
+        except UserError as exc:  # our own derived file: start it again rather than lose the epoch
+            log.info(f"{exc.args[0].split(';')[0]}; writing it anew")
+            earlier = {}
+        history = {e: w for e, w in earlier.items() if e < epoch}
+        history[epoch] = weight.detach().float().cpu().clone()
+        buffer = io.BytesIO()
+        torch.save(history, buffer)
+        with atomic_write(self.kernels) as f:
+            f.write(buffer.getbuffer())
 
     def _damaged(self, what: str) -> UserError:
         return UserError(f"{self.metrics} is damaged: {what}; restore it, or delete it to keep only the checkpoints")

@@ -33,11 +33,13 @@ def open_data(
     return load_cifar10(root)
 
 
-def find_test_data(data_dir: Path | None, trained_on: str | None) -> CIFAR10 | None:
-    """The test set for a report: `data_dir`, else where the run trained, else the default; None
-    (with a notice) when it is not there, since a report can show its curves without it."""
+def find_test_data(
+    data_dir: Path | None, trained_on: str | None, without: str = "the report has learning curves only"
+) -> CIFAR10 | None:
+    """The data for a report: `data_dir`, else where the run trained, else the default; None (with a
+    notice saying `without` it) when it is not there, since a report can do without."""
     root = resolve_data_dir(data_dir if data_dir is not None else trained_on)
     if not has_cifar10(root):
-        log.info(f"CIFAR-10 not found in {root}: the report has learning curves only (pass --data-dir)")
+        log.info(f"CIFAR-10 not found in {root}: {without} (pass --data-dir)")
         return None
     return load_cifar10(root)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +27,10 @@ from ..inference.evaluate import ClassificationReport, classification_report, lo
 from ..training.metrics import EpochRecord
 from .lesson_run import LESSON_HISTORY
 
+if TYPE_CHECKING:
+    from ..inspection.page import Inspection
+
+log = logging.getLogger("alexnet_cifar")
 WRONG_SHOWN = 24  # images in the most-confidently-wrong grid
 
 
@@ -134,29 +139,46 @@ def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> P
     metrics = read_metrics(run_dir)
     info = RunDir(run_dir).info_or_empty()
     figures = {"curves.png": plot_curves(metrics)}
-    report = None
+    report = inside = None
     weights = next((p for p in (run_dir / "model.pt", run_dir / "last.pt") if p.exists()), None)
     if data is not None and weights is not None:
         more, report = testset_figures(weights, data, device)
         figures.update(more)
+    if weights is not None:
+        inside = look_inside(weights, data, device, run_dir)
     out = run_dir / "report.html"
-    for path in [out, *(run_dir / name for name in figures)]:
+    written = {**figures, **(inside.figures if inside else {})}
+    for path in [out, *(run_dir / name for name in written)]:
         refuse_foreign(path)
-    for name, content in figures.items():
+    for name, content in written.items():
         with atomic_write(run_dir / name) as f:
             f.write(content)
-    page = render_html(run_dir.name, headline(metrics, report, weights), info, figures, has_test_set=report is not None)
+    table = headline(metrics, report, weights)
+    page = render_html(run_dir.name, table, info, figures, has_test_set=report is not None, inside=inside)
     with atomic_write(out, "w") as f:
         f.write(page)
     return out
 
 
+def look_inside(weights: Path, data: CIFAR10 | None, device: torch.device, run_dir: Path) -> Inspection | None:
+    """What the network learned: inspect's sections but its two slowest; None, with a notice, when the
+    weights cannot be read (the report goes on with its curves, as it always could)."""
+    from ..inspection.page import inspect_model
+
+    try:
+        model, _ = load_model(weights, device)
+    except UserError as exc:
+        log.info(f"{exc}; the report goes on without what the network learned")
+        return None
+    return inspect_model(model, device, data, None, RunDir(run_dir), neighbours=False)
+
+
 def refuse_foreign(path: Path) -> None:
-    """A report replaces only files an earlier report wrote (they carry MARK near their start)."""
+    """A report (or an inspection) replaces only files an earlier one wrote (they carry MARK near their start)."""
     if not os.path.lexists(path):
         return
     if not has_report_mark(path):
-        raise UserError(f"{path} was not written by alexnet-cifar report; move it away to write the report")
+        raise UserError(f"{path} was not written by alexnet-cifar report or inspect; move it away first")
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -182,8 +204,16 @@ def headline(
 
 
 def render_html(
-    run_name: str, headline: dict[str, Any], info: dict[str, Any], figures: dict[str, bytes], *, has_test_set: bool
+    run_name: str,
+    headline: dict[str, Any],
+    info: dict[str, Any],
+    figures: dict[str, bytes],
+    *,
+    has_test_set: bool,
+    inside: Inspection | None = None,
 ) -> str:
+    from ..inspection.page import sections_html  # the inspection draws with this module's helpers
+
     images = "".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'
         for name, png in figures.items()
@@ -198,6 +228,7 @@ img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
 <h1>Run {html.escape(run_name)}</h1>
 {_table(headline)}
 {images}{missing}
+{"<h1>What the network learned</h1>" + sections_html(inside) if inside else ""}
 <h2>Config</h2>{_table(info.get("config", {}))}
 <h2>Environment</h2>{_table(info.get("environment", {}))}
 </body></html>

@@ -217,6 +217,8 @@ class Session:
             signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal stops with the others
             name = signal.Signals(signum).name
             raise Interrupted(f"stopped by {name} before training started; nothing saved", EXIT_CODES[signum])
+        if self.info.is_main and self.resume_from is None:  # the kernels before training: random noise
+            self.run.save_kernels(-1, self.trainer.final_model().conv1[0].weight)
         history = []
         while self.state.epoch < self.cfg.epochs:
             start = time.perf_counter() - self.state.seconds
@@ -308,6 +310,8 @@ class Session:
             self.run.append_metrics(record)
         state = self.state
         state.epoch, state.batch, state.seconds = state.epoch + 1, 0, 0.0
+        if self.info.is_main:  # before the checkpoint, like the row: a resume rewrites what follows it
+            self.run.save_kernels(record.epoch, self.trainer.final_model().conv1[0].weight)
         if record.valid_acc > state.best_acc:
             state.best_acc = record.valid_acc
             self.checkpoint(self.run.best)
