@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alexnet_cifar.config import TrainConfig, resolve_config
+from alexnet_cifar.report.statistics import spread
 from alexnet_cifar.training.metrics import EpochRecord
 
 TARGET = 0.70  # the lesson's accuracy, which every recipe is timed against
@@ -43,7 +44,8 @@ class SeedResult:
 
 
 def summary_table(recipe: str, results: Sequence[SeedResult]) -> str:
-    """A markdown table: one row per seed, then the mean (and standard deviation over seeds)."""
+    """A markdown table: one row per seed, then the mean (and standard deviation over seeds); below it
+    the last-epoch accuracy's 95% interval, min and max."""
     lines = [
         f"| {recipe} seed | last acc | peak acc (epoch) | epochs to 70% | seconds to 70% | s/epoch |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -55,13 +57,14 @@ def summary_table(recipe: str, results: Sequence[SeedResult]) -> str:
             f"| {r.seed} | {r.last:.4f} | {r.peak:.4f} ({r.peak_epoch}) | {to_epochs} | {to_seconds} "
             f"| {r.seconds_per_epoch:.1f} |"
         )
-    lasts = [r.last for r in results]
-    spread = statistics.stdev(lasts) if len(lasts) > 1 else 0.0
+    last = spread([r.last for r in results])
     reached = [r.seconds_to_target for r in results if r.seconds_to_target is not None]
     worst = f"{max(reached):.1f} (slowest seed)" if len(reached) == len(results) else "not every seed"
     peak = statistics.mean(r.peak for r in results)
     per_epoch = statistics.mean(r.seconds_per_epoch for r in results)
-    lines.append(f"| mean | {statistics.mean(lasts):.4f} ± {spread:.4f} | {peak:.4f} | | {worst} | {per_epoch:.1f} |")
+    lines.append(f"| mean | {last.mean:.4f} ± {last.sd:.4f} (sd) | {peak:.4f} | | {worst} | {per_epoch:.1f} |")
+    ci = f"[{last.low:.4f}, {last.high:.4f}], min {last.min:.4f}, max {last.max:.4f}"
+    lines.append(f"\nLast-epoch accuracy over {last.n} seeds: 95% CI of the mean (Student t) {ci}.")
     return "\n".join(lines)
 
 

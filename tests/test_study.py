@@ -24,8 +24,10 @@ def test_summary_table_mean_and_spread():
         SeedResult.from_history(s, history(accs)) for s, accs in enumerate([[0.6, 0.8], [0.7, 0.82], [0.5, 0.84]])
     ]
     table = summary_table("best", results)
-    assert "| mean | 0.8200 ± 0.0200 |" in table
-    assert "20.0 (slowest seed)" in table and table.count("\n") == 5
+    assert "| mean | 0.8200 ± 0.0200 (sd) |" in table
+    assert "20.0 (slowest seed)" in table and table.count("\n") == 7
+    # t(0.975, 2) = 4.302653: 0.82 -+ 4.302653 * 0.02 / sqrt(3) = 0.7703, 0.8697
+    assert "95% CI of the mean (Student t) [0.7703, 0.8697], min 0.8000, max 0.8400." in table
 
 
 LADDER_FIELDS = {"amp", "schedule", "warmup_epochs", "momentum", "nesterov", "lr", "weight_decay"}

@@ -212,6 +212,20 @@ def report_args(p: argparse.ArgumentParser) -> None:
     add_device_arg(p)
 
 
+def compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN_A", help="run directories of group A, one per seed")
+    p.add_argument(
+        "--against", type=Path, nargs="+", required=True, metavar="RUN_B", help="group B's runs, the same seeds"
+    )
+    p.add_argument(
+        "--resolve",
+        type=positive_float,
+        default=0.5,
+        metavar="POINTS",
+        help="say how many seeds a 95%% CI of ± POINTS percentage points needs (default: 0.5)",
+    )
+
+
 def recipes_args(p: argparse.ArgumentParser) -> None:
     """No options."""
 
@@ -276,6 +290,13 @@ def get_args_parser() -> argparse.ArgumentParser:
             "look inside a trained network: kernels, feature maps, saliency, neighbours",
             "conv1's kernels (and how they formed), feature maps, Grad-CAM and SmoothGrad, nearest training "
             "images, a 2-D map of the test set and the most confused classes, in inspect.html and PNGs.",
+        ),
+        "compare": (
+            compare_args,
+            cmd_compare,
+            "compare two groups of finished runs, seed by seed, with a 95% CI and a p-value",
+            "Mean last-epoch accuracy of each group with its 95% CI, and the paired difference A - B: its "
+            "95% CI, a paired t-test's p-value, and the seeds needed to resolve a given difference.",
         ),
         "recipes": (
             recipes_args,
@@ -551,6 +572,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         data = find_test_data(args.data_dir, run.data_folder())
     write_run_report(args.run_dir, data, args.device)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report.compare import compare_runs
+
+    print(compare_runs(args.runs, args.against, target=args.resolve / 100).text())
     return 0
 
 
