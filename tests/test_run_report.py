@@ -50,7 +50,12 @@ def test_report_embeds_valid_pngs_and_the_config(tmp_path, fake_root, capsys):
     for name, content in parser.images.items():
         assert content == (run.path / name).read_bytes()
     text = " ".join(parser.text)
-    assert "peak test accuracy" in text and "top-5" in text and "batch_size" in text and "torch" in text
+    assert (
+        "peak test (the per-epoch Valid column) accuracy" in text
+        and "top-5" in text
+        and "batch_size" in text
+        and "torch" in text
+    )
     assert "alexnet-cifar inspect adds them" in text and not (run.path / "neighbours.png").exists()
 
 

@@ -99,6 +99,13 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help=f"epochs to train (default: {SEED.epochs})")
     p.add_argument("--batch-size", type=positive_int, help=f"training images per step (default: {SEED.batch_size})")
     p.add_argument("--lr", type=positive_float, help=f"SGD learning rate (default: {SEED.lr})")
+    p.add_argument(
+        "--valid-split",
+        type=int,
+        metavar="N",
+        help="hold out N training images for the per-epoch Valid columns and best.pt, and evaluate the test "
+        "set once at the end (default: 0, the lesson's way: the Valid columns are the test set)",
+    )
     p.add_argument("--seed", type=int, help=f"seed for weights, batch order and augmentation (default: {SEED.seed})")
     p.add_argument("--device", choices=DEVICES, help=f"where to train (default: {SEED.device})")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
@@ -355,7 +362,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 # The config fields that have a flag of their own (the flag of `batch_size` is --batch-size).
 FLAG_FIELDS = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics")
-FLAG_FIELDS += ("channels_last", "deterministic", "compile", "amp")
+FLAG_FIELDS += ("channels_last", "deterministic", "compile", "amp", "valid_split")
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:

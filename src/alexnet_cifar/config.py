@@ -52,6 +52,9 @@ class TrainConfig:
     test_batch_size: int = 128  # the lesson's; any size gives the same numbers up to rounding
     lesson_metrics: bool = False  # average per-batch means as the lesson did, instead of per sample
     tta: bool = False  # evaluate on each test image and its mirror, averaging the logits
+    valid_split: int = 0  # training images held out (stratified, one split for all runs) for the per-epoch
+    # Valid columns and best.pt; the test set is then evaluated once, at the end. 0 = the lesson's way:
+    # the per-epoch Valid columns are the test set
     # reproducibility and runtime (none of these change the arithmetic beyond float rounding)
     seed: int = 0  # model init, batch order and augmentation
     deterministic: bool = False  # torch.use_deterministic_algorithms; CPU runs repeat exactly anyway
@@ -108,6 +111,12 @@ def validate(cfg: TrainConfig) -> None:
     _check("ema", cfg.ema, 0 <= cfg.ema < 1, "a decay in [0, 1), such as 0.999; 0 turns it off")
     _check("nesterov", cfg.nesterov, not cfg.nesterov or cfg.momentum > 0, "true only with momentum > 0")
     _check("crop_padding", cfg.crop_padding, 0 <= cfg.crop_padding <= 16, "an integer 0..16")
+    _check(
+        "valid_split",
+        cfg.valid_split,
+        0 <= cfg.valid_split <= 25_000 and cfg.valid_split % 10 == 0,
+        "a multiple of 10 (one tenth per class) in [0, 25000], such as 5000; 0 = no split",
+    )
     _check("seed", cfg.seed, 0 <= cfg.seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
     _check("threads", cfg.threads, 0 <= cfg.threads <= 1024, "an integer in [0, 1024] (0 = torch's default)")
     _check("device", cfg.device, cfg.device in DEVICES, f"one of {', '.join(DEVICES)}")

@@ -6,6 +6,7 @@ train.log     every line printed
 last.pt       checkpoint after the latest epoch; best.pt, the best epoch's
 model.pt      final weights as a plain state_dict
 kernels.pt    conv1's 64 kernels before training and after each epoch (19 kB each), for `inspect`
+test.json     with --valid-split: the test set's loss and accuracy, measured once at the end
 tensorboard/  the same numbers as TensorBoard scalars, when tensorboard is installed
 report.html   and its PNGs, written by `alexnet-cifar report`; inspect.html and its PNGs, by `inspect`
 
@@ -43,6 +44,7 @@ log = logging.getLogger("alexnet_cifar")
 
 CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS = "config.json", "metrics.csv", "train.log", "last.pt", "best.pt", "model.pt"
 KERNELS = "kernels.pt"
+TEST = "test.json"  # with a validation split: the test set's numbers, measured once at the end
 TENSORBOARD = "tensorboard"
 INSPECT_FILES = (
     "inspect.html",
@@ -58,7 +60,7 @@ INSPECT_FILES = (
 REPORT_FILES = ("report.html", "curves.png", "confusion.png", "per_class.png", "most_wrong.png", *INSPECT_FILES)
 REPORT_MARK = "alexnet-cifar report"  # in every file a report writes, so it replaces only its own files
 MARKER = ".alexnet-cifar-run"  # created exclusively with the folder: one run per folder, even when two start at once
-RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, KERNELS, TENSORBOARD, MARKER, *REPORT_FILES})
+RUN_FILES = frozenset({CONFIG, METRICS, LOG, LAST, BEST, WEIGHTS, KERNELS, TEST, TENSORBOARD, MARKER, *REPORT_FILES})
 TEMP_FILE = re.compile(r"^\.(.+)\.\d+\.tmp$")  # atomic_write's temp names, left by a crash
 METRIC_FIELDS = tuple(f.name for f in fields(EpochRecord))
 
@@ -79,6 +81,7 @@ class RunDir:
         self.best = path / BEST
         self.weights = path / WEIGHTS
         self.kernels = path / KERNELS
+        self.test_result = path / TEST
         self.tensorboard_dir = path / TENSORBOARD
         self.replaced: Path | None = None  # the old run moved aside by --overwrite, until this one starts
         self._writer = None
@@ -171,6 +174,21 @@ class RunDir:
                 raise self._damaged(f"line {number} is not a row of {len(METRIC_FIELDS)} numbers")
             records.append(record)
         return records
+
+    # test.json: the test set's numbers of a run with a validation split (written at its end)
+
+    def write_test_result(self, result: dict[str, Any]) -> None:
+        with atomic_write(self.test_result, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+
+    def read_test_result(self) -> dict[str, Any] | None:
+        """test.json, or None where there is none (no validation split, not finished) or it is not ours."""
+        try:
+            result = json.loads(self.test_result.read_text(encoding="utf-8")) if is_regular(self.test_result) else None
+        except (OSError, ValueError):
+            return None
+        return result if isinstance(result, dict) and isinstance(result.get("test_acc"), float) else None
 
     # kernels.pt: conv1's kernels by epoch (-1: before training), rewritten whole each epoch
 

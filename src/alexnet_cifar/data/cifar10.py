@@ -8,14 +8,14 @@ import os
 import pickle
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..artifacts.atomic import atomic_write
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -247,6 +247,32 @@ def write_meta(path: Path, classes: Sequence[str] = CLASSES) -> None:
 
 
 FINGERPRINT_STRIDE = 997  # every 997th image of each split (about 60 of 60,000) joins the labels in the hash
+
+
+VALID_SEED = 0  # one validation split for every run and device: runs that use one stay comparable
+
+
+def hold_out(data: CIFAR10, n: int) -> CIFAR10:
+    """`data` with `n` training images (n / 10 of each class, drawn with VALID_SEED) moved out of
+    training into the evaluation split, in place of the test set: epochs and settings are then
+    chosen without looking at the test set."""
+    per_class = n // len(data.classes)
+    gen = torch.Generator().manual_seed(VALID_SEED)
+    labels = data.train.labels
+    held = []
+    for c in range(len(data.classes)):
+        members = (labels == c).nonzero().flatten()
+        if len(members) <= per_class:
+            raise UsageError(
+                f"valid_split = {n} holds out {per_class} images of class {data.classes[c]!r}, which has "
+                f"{len(members)} training images; use a smaller --valid-split"
+            )
+        held.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    chosen = torch.cat(held).sort().values
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[chosen] = False
+    images = data.train.images
+    return replace(data, train=Split(images[keep], labels[keep]), test=Split(images[chosen], labels[chosen]))
 
 
 def data_fingerprint(data: CIFAR10) -> str:

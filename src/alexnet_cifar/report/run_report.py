@@ -153,7 +153,7 @@ def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> P
     for name, content in written.items():
         with atomic_write(run_dir / name) as f:
             f.write(content)
-    table = headline(metrics, report, weights)
+    table = headline(metrics, report, weights, info, RunDir(run_dir).read_test_result())
     page = render_html(run_dir.name, table, info, figures, has_test_set=report is not None, inside=inside)
     with atomic_write(out, "w") as f:
         f.write(page)
@@ -187,17 +187,27 @@ def _table(rows: dict[str, Any]) -> str:
 
 
 def headline(
-    metrics: dict[str, list[float]], report: ClassificationReport | None, weights: Path | None
+    metrics: dict[str, list[float]],
+    report: ClassificationReport | None,
+    weights: Path | None,
+    info: dict[str, Any] | None = None,
+    test_result: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report's summary table: epochs, peak and last test accuracy, speed, and the test-set scores."""
+    """The report's summary table: epochs, peak and last per-epoch accuracy (on the validation split,
+    or else on the test set, which then also chose best.pt), speed, and the test-set scores."""
+    split = (info or {}).get("config", {}).get("valid_split") or 0
+    which = f"validation ({split:,} held-out training images)" if split else "test (the per-epoch Valid column)"
     best = max(range(len(metrics["epoch"])), key=lambda i: metrics["valid_acc"][i])
     rows = {
         "epochs": len(metrics["epoch"]),
-        "peak test accuracy": f"{metrics['valid_acc'][best]:.4f} (epoch {int(metrics['epoch'][best])})",
-        "last test accuracy": f"{metrics['valid_acc'][-1]:.4f}",
+        f"peak {which} accuracy": f"{metrics['valid_acc'][best]:.4f} (epoch {int(metrics['epoch'][best])})",
+        f"last {which} accuracy": f"{metrics['valid_acc'][-1]:.4f}",
+        "best.pt chosen on": "the validation split" if split else "the test set (no validation split)",
         "seconds per epoch": f"{sum(metrics['seconds']) / len(metrics['seconds']):.1f}",
         "weights evaluated": weights.name if weights else "none",
     }
+    if test_result is not None:
+        rows["test accuracy, measured once at the end"] = f"{test_result['test_acc']:.4f}"
     if report is not None:
         rows.update({"top-1": f"{report.top1:.4f}", "top-5": f"{report.top5:.4f}", "loss": f"{report.loss:.4f}"})
     return rows

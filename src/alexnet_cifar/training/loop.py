@@ -27,8 +27,8 @@ from tqdm import tqdm
 from ..artifacts.checkpoint import save_checkpoint, save_weights
 from ..artifacts.run_dir import RunDir
 from ..config import TrainConfig
-from ..data.cifar10 import CIFAR10, data_fingerprint
-from ..data.loader import DeviceLoader
+from ..data.cifar10 import CIFAR10, data_fingerprint, hold_out
+from ..data.loader import DeviceLoader, Shard
 from ..device import DevicePolicy, autocast, choose_policy, select_device, set_deterministic
 from ..errors import Interrupted, NonFiniteLoss, UserError
 from ..inference.evaluate import evaluate
@@ -201,7 +201,9 @@ class Session:
         self.show_progress = runtime.show_progress
         self.resume_from = resume
         self.started_on = started_on(resume, run, self.info)
-        self.train_loader, self.test_loader = make_loaders(cfg, data, self.device, self.info, self.started_on)
+        # with a validation split, the loaders see the training images less it, and it in the test set's place
+        self.fit_data = hold_out(data, cfg.valid_split) if cfg.valid_split else data
+        self.train_loader, self.test_loader = make_loaders(cfg, self.fit_data, self.device, self.info, self.started_on)
         self.trainer = build_trainer(cfg, self.device, len(self.train_loader), self.info, runtime.policy)
         self.state = Progress(world_size=self.started_on)
         stop = self.should_stop
@@ -251,6 +253,7 @@ class Session:
         log.info(self.data.summary())
         where = f"{info.world_size} processes on {self.device.type}" if info.enabled else str(self.device)
         log.info(f"training recipe {cfg.recipe!r} on {where} for {cfg.epochs} epochs; run directory {self.run.path}")
+        log.info(self.what_valid_means())
         log.info("device policy: " + "; ".join(self.runtime.policy.reasons))
         loader = self.train_loader
         if info.enabled:
@@ -262,12 +265,23 @@ class Session:
                 "a short last batch as they did"
             )
 
+    def what_valid_means(self) -> str:
+        if not self.cfg.valid_split:
+            return (
+                "no validation split: the Valid columns are the test set, as in the lesson, and best.pt is "
+                "chosen on it (--valid-split N holds out N training images instead)"
+            )
+        return (
+            f"validation split: {self.cfg.valid_split:,} training images held out (the same for every run); the Valid "
+            f"columns are them, best.pt is chosen on them, and the test set is evaluated once, at the end"
+        )
+
     def train_epoch(self) -> EpochResult:
         state = self.state
         self.train_loader.set_epoch(state.epoch)
         meter = Meter.from_state(state.meter, self.device, ranks=self.info.world_size)
         meter.batches = state.batch  # this rank's place in the epoch (a saved count is summed over ranks)
-        with progress_bar(len(self.data.train), f"epoch {state.epoch}", self.show_progress) as bar:
+        with progress_bar(len(self.fit_data.train), f"epoch {state.epoch}", self.show_progress) as bar:
             bar.update(meter.samples)
             result = train_one_epoch(
                 self.trainer, self.train_loader, start=state.batch, meter=meter, check=self.check, bar=bar
@@ -356,7 +370,21 @@ class Session:
             save_weights(self.run.weights, self.trainer.final_model())
         if history:
             log.info(summarise(history))
+        if self.cfg.valid_split:
+            self.test_once()
         log.info(f"final weights: {self.run.weights}")
+
+    def test_once(self) -> None:
+        """With a validation split: the final weights on the test set, once, at the end."""
+        cfg, trainer, test = self.cfg, self.trainer, self.data.test
+        where = {"device": self.device, "channels_last": cfg.channels_last}
+        shard = Shard(self.info.rank, self.info.world_size)
+        loader = DeviceLoader(test.images, test.labels, cfg.test_batch_size, **where, shard=shard)
+        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, autocast=trainer.autocast, tta=cfg.tta)
+        loss, acc = meter.all_reduce().result(cfg.lesson_metrics)
+        log.info(f"Test Loss: {loss:f}, Test Acc: {acc:f} (the test set, once, with the final weights)")
+        if self.info.is_main:
+            self.run.write_test_result({"test_loss": loss, "test_acc": acc, "images": len(test), "epochs": cfg.epochs})
 
     def batch_span(self, meter: Meter) -> str:
         """Where the loss turned: between the last check that found it finite and this one."""

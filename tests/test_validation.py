@@ -1,0 +1,79 @@
+"""A validation split: epochs and best.pt chosen without the test set, which is read once, at the end."""
+
+import json
+
+import pytest
+import torch
+
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.data.cifar10 import hold_out, load_cifar10
+from alexnet_cifar.errors import UsageError
+
+from .conftest import tiny_fit, write_fake_cifar
+
+
+@pytest.fixture
+def data(tmp_path):
+    return load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=40, n_test=40))  # 200 train, 20 per class
+
+
+def test_the_split_is_stratified_fixed_and_disjoint(data):
+    split = hold_out(data, 50)
+    assert torch.bincount(split.test.labels, minlength=10).tolist() == [5] * 10
+    assert len(split.train) == 150 and torch.equal(split.train.labels.bincount(), torch.full((10,), 15))
+    again = hold_out(data, 50)
+    assert torch.equal(split.test.images, again.test.images)  # the same split on every run
+    rows = {tuple(x.flatten()[:64].tolist()) for x in data.train.images}
+    held = {tuple(x.flatten()[:64].tolist()) for x in split.test.images}
+    kept = {tuple(x.flatten()[:64].tolist()) for x in split.train.images}
+    assert held | kept == rows and not held & kept
+    with pytest.raises(UsageError, match="use a smaller --valid-split"):
+        hold_out(data, 200)
+
+
+def test_valid_split_values(data):
+    assert resolve_config("seed", {"valid_split": 5000}).valid_split == 5000
+    for bad in (-10, 55, 30_000):
+        with pytest.raises(UsageError, match=f"valid_split = {bad} is not allowed; use a multiple of 10"):
+            resolve_config("seed", {"valid_split": bad})
+
+
+def test_the_test_set_is_read_once_after_the_last_epoch(tmp_path, monkeypatch, caplog):
+    from alexnet_cifar.training import loop
+
+    evaluated, real = [], loop.evaluate
+
+    def counting(model, loader, *args, **kwargs):
+        evaluated.append(len(loader.labels))
+        return real(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", counting)
+    write_fake_cifar(tmp_path / "data", per_batch=40, n_test=30)  # 30 test images, 50 held out
+    with caplog.at_level("INFO", logger="alexnet_cifar"):
+        history, run = tiny_fit(tmp_path, epochs=3, valid_split=50)
+    assert evaluated == [50, 50, 50, 30]  # the validation split each epoch, the test set once at the end
+    assert history[0].images_per_s > 0 and len(history) == 3
+    result = json.loads(run.test_result.read_text())
+    assert result["images"] == 30 and result["epochs"] == 3 and 0 <= result["test_acc"] <= 1
+    assert f"Test Acc: {result['test_acc']:f} (the test set, once" in caplog.text
+    assert "validation split: 50 training images held out" in caplog.text
+    best = torch.load(run.best, weights_only=True)["progress"]["best_acc"]
+    assert best == max(r.valid_acc for r in history)  # best.pt chosen on the validation split
+    assert json.loads(run.config.read_text())["config"]["valid_split"] == 50
+
+
+def test_without_a_split_every_epoch_says_the_test_set_is_what_it_shows(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="alexnet_cifar"):
+        _, run = tiny_fit(tmp_path, epochs=1)
+    assert "no validation split: the Valid columns are the test set, as in the lesson" in caplog.text
+    assert not run.test_result.exists()
+
+
+def test_the_report_says_which_set_each_number_is_on(tmp_path):
+    from alexnet_cifar.report.run_report import write_report
+
+    _, run = tiny_fit(tmp_path, epochs=1, valid_split=50)
+    page = write_report(run.path, None, torch.device("cpu")).read_text()
+    assert "peak validation (50 held-out training images) accuracy" in page
+    assert "best.pt chosen on</th><td>the validation split" in page
+    assert "test accuracy, measured once at the end" in page
