@@ -76,3 +76,26 @@ def test_compare_refuses_what_cannot_be_paired(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = main(["compare", str(tmp_path / "empty"), "--against", b[0]])
     assert_one_line_error(code, capsys.readouterr().err, "is not a run directory of alexnet-cifar")
+
+
+def test_several_runs_on_one_page_grouped_by_recipe(tmp_path, capsys):
+    import io
+
+    from PIL import Image
+
+    best = [fake_run(tmp_path / f"best{s}", "best", s, [0.5, 0.6, acc]) for s, acc in ((0, 0.70), (1, 0.72), (2, 0.74))]
+    fast = [fake_run(tmp_path / f"fast{s}", "fast", s, [0.6, 0.65]) for s in (0, 1)]
+    out = tmp_path / "together"
+    assert main(["report", *best, *fast, "--out", str(out)]) == 0
+    page = (out / "runs.html").read_text()
+    # best: 0.72 +- 4.302653 * 0.02 / sqrt(3) = 4.97 points (the values of test_a_groups_interval_by_hand)
+    assert "<td>best</td><td>0, 1, 2</td><td>72.00% ± 4.97 (95% CI, n=3), sd 2.00, min 70.00, max 74.00" in page
+    assert "<td>fast</td><td>0, 1</td><td>65.00% ± 0.00 (95% CI, n=2)" in page
+    assert "the Valid column is the test set (5 of 5 runs)" in page
+    for name in ("runs_curves.png", "runs_by_recipe.png"):
+        Image.open(io.BytesIO((out / name).read_bytes())).verify()
+    code = main(["report", *best])
+    assert_one_line_error(code, capsys.readouterr().err, "pass --out FOLDER", status=2)
+    (out / "runs_curves.png").write_bytes(b"the user's")
+    code = main(["report", *best, "--out", str(out)])
+    assert_one_line_error(code, capsys.readouterr().err, "runs_curves.png was not written by alexnet-cifar")

@@ -215,6 +215,8 @@ def inspect_args(p: argparse.ArgumentParser) -> None:
 
 def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by train")
+    p.add_argument("more", type=Path, nargs="*", metavar="RUN_DIR", help="more runs: one page for all of them")
+    p.add_argument("--out", type=Path, help="with several runs: the folder for runs.html and its PNGs")
     add_data_args(p)
     add_device_arg(p)
 
@@ -570,6 +572,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .artifacts.run_dir import RunDir
     from .data.source import find_test_data
 
+    if args.more:
+        from .report.runs_report import write_runs_report
+
+        if args.out is None:
+            raise UsageError("several runs make one page in a folder of its own: pass --out FOLDER")
+        log.info(f"report written: {write_runs_report([args.run_dir, *args.more], args.out)}")
+        return 0
     if not args.run_dir.is_dir():
         raise UserError(f"run directory {args.run_dir} does not exist; pass a folder written by alexnet-cifar train")
     run = RunDir(args.run_dir)
