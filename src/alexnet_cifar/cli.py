@@ -235,6 +235,27 @@ def compare_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+SERVE_TOKEN_ENV = "ALEXNET_CIFAR_TOKEN"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "runs_dir",
+        type=Path,
+        nargs="?",
+        default=Path("runs"),
+        metavar="RUNS_DIR",
+        help="folder of runs (default: runs)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=positive_int, default=8000, help="port (default: 8000)")
+    p.add_argument(
+        "--token", help=f"every request must carry it as a bearer token (default: ${SERVE_TOKEN_ENV}, if set)"
+    )
+    add_device_arg(p, "where the models run")
+
+
 def recipes_args(p: argparse.ArgumentParser) -> None:
     """No options."""
 
@@ -306,6 +327,12 @@ def get_args_parser() -> argparse.ArgumentParser:
             "compare two groups of finished runs, seed by seed, with a 95% CI and a p-value",
             "Mean last-epoch accuracy of each group with its 95% CI, and the paired difference A - B: its "
             "95% CI, a paired t-test's p-value, and the seeds needed to resolve a given difference.",
+        ),
+        "serve": (
+            serve_args,
+            cmd_serve,
+            "a local web page: watch runs, classify your images (the [serve] extra)",
+            "Serve RUNS_DIR's runs and a page to try their models, with a JSON API (/docs).",
         ),
         "recipes": (
             recipes_args,
@@ -595,6 +622,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report.compare import compare_runs
 
     print(compare_runs(args.runs, args.against, target=args.resolve / 100).text())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .device import select_device
+
+    try:
+        import uvicorn
+
+        from .serve.app import create_app
+    except ImportError as exc:
+        raise UsageError(
+            f"serve needs the [serve] extra ({exc.name} is missing): pip install 'alexnet-cifar[serve]'"
+        ) from None
+    if not args.runs_dir.is_dir():
+        raise UserError(f"{args.runs_dir} is not a folder; pass the folder that holds your run directories")
+    token = args.token or os.environ.get(SERVE_TOKEN_ENV) or None
+    if args.host not in LOOPBACK:
+        guard = "every request needs the token" if token else f"WITHOUT a token: pass --token or set {SERVE_TOKEN_ENV}"
+        print(f"{PROG}: warning: serving on {args.host}, reachable from other machines, {guard}", file=sys.stderr)
+    app = create_app(args.runs_dir, token, select_device(args.device))
+    log.info(f"serving {args.runs_dir} at http://{args.host}:{args.port} (API documentation: /docs); Ctrl-C stops it")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
