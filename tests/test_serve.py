@@ -109,13 +109,81 @@ def test_malformed_requests_are_a_422_with_one_line(client):
 
 def test_with_a_token_every_request_carries_it(runs):
     with TestClient(create_app(runs, token="s3cret")) as client:
-        for path in ("/", "/api/runs", "/api/runs/lesson/metrics"):
+        for path in ("/", "/api/runs", "/api/runs/lesson/metrics", "/docs", "/openapi.json"):
             assert client.get(path).status_code == 401
             assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-            assert client.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert client.get("/?token=s3cret").status_code == 200  # the page's own link
+            assert client.get(path, headers={"Authorization": "s3cret"}).status_code == 401  # no scheme
+            assert client.get(path, headers={"Authorization": "bearer s3cret"}).status_code == 200
+        assert client.get("/?token=s3cret").status_code == 200  # the page, which a browser opens bare
+        assert client.get("/api/runs?token=s3cret").status_code == 401  # the API: the header only
         files = [("files", ("a.png", png(), "image/png"))]
         assert client.post("/api/predict", data={"run": "lesson"}, files=files).status_code == 401
+        ok = client.post(
+            "/api/predict", data={"run": "lesson"}, files=files, headers={"Authorization": "Bearer s3cret"}
+        )
+        assert ok.status_code == 200
+
+
+def test_a_request_too_big_or_without_a_length_is_refused_before_it_is_read(client, monkeypatch):
+    from alexnet_cifar.serve import app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_BODY_BYTES", 1000)
+    files = [("files", ("a.png", b"\0" * 2000, "image/png"))]
+    reply = client.post("/api/predict", data={"run": "lesson"}, files=files)
+    assert reply.status_code == 413 and reply.json()["detail"].endswith("bytes: at most 1,000 bytes")
+
+    def chunks():
+        yield b"run=lesson"
+
+    assert client.post("/api/predict", content=chunks()).status_code == 411
+
+
+def test_more_files_than_allowed_is_a_413(client):
+    files = [("files", (f"{i}.png", png(), "image/png")) for i in range(17)]
+    reply = client.post("/api/predict", data={"run": "lesson"}, files=files)
+    assert reply.status_code == 413 and reply.json()["detail"] == "17 files: at most 16 per request"
+
+
+def test_a_damaged_run_is_a_409_with_its_own_line(runs, tmp_path):
+    import shutil
+
+    shutil.copytree(runs / "lesson", tmp_path / "lesson")
+    (tmp_path / "lesson" / "metrics.csv").write_text("garbage\n")
+    with TestClient(create_app(tmp_path)) as client:
+        (listed,) = client.get("/api/runs").json()
+        assert listed["id"] == "lesson" and listed["epochs_done"] == 0  # listed, with nothing to show
+        reply = client.get("/api/runs/lesson/metrics")
+        assert reply.status_code == 409 and "metrics.csv is damaged" in reply.json()["detail"]
+        (tmp_path / "lesson" / "model.pt").write_bytes(b"not a checkpoint")
+        reply = client.post("/api/predict", data={"run": "lesson"}, files=[("files", ("a.png", png(), "image/png"))])
+        assert reply.status_code == 409 and "not a readable checkpoint" in reply.json()["detail"]
+
+
+def test_the_worker_survives_a_failing_prediction(runs, monkeypatch):
+    from alexnet_cifar.serve import predictor
+
+    real, calls = predictor.infer, []
+
+    def fails_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return real(*args)
+
+    monkeypatch.setattr(predictor, "infer", fails_once)
+    with TestClient(create_app(runs), raise_server_exceptions=False) as client:  # as a browser would see it
+        files = [("files", ("a.png", png(), "image/png"))]
+        reply = client.post("/api/predict", data={"run": "lesson"}, files=files)
+        assert reply.status_code == 500 and reply.json()["detail"].startswith("internal error (RuntimeError")
+        assert client.post("/api/predict", data={"run": "lesson"}, files=files).status_code == 200
+
+
+def test_loopback_answers_only_to_its_own_names(runs):
+    from alexnet_cifar.serve.app import LOOPBACK_HOSTS
+
+    with TestClient(create_app(runs, allowed_hosts=LOOPBACK_HOSTS), base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/api/runs").status_code == 200
+        assert client.get("/api/runs", headers={"Host": "attacker.example"}).status_code == 400
 
 
 def test_the_openapi_page_documents_the_api(client):
@@ -125,11 +193,25 @@ def test_the_openapi_page_documents_the_api(client):
 
 def test_concurrent_requests_are_batched(runs):
     """Requests that arrive together wait in one queue and share model calls."""
+    import asyncio
+
+    import httpx
+
     app = create_app(runs)
-    with TestClient(app) as client:
-        files = [("files", (f"{i}.png", png(colour=(i * 20, 0, 0)), "image/png")) for i in range(8)]
-        assert client.post("/api/predict", data={"run": "lesson"}, files=files).status_code == 200
+
+    async def eight_clients():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            requests = [
+                http.post("/api/predict", data={"run": "lesson"}, files={"files": (f"{i}.png", png(colour=(i, 9, 9)))})
+                for i in range(8)
+            ]
+            return await asyncio.gather(*requests)
+
+    replies = asyncio.run(eight_clients())
+    assert [r.status_code for r in replies] == [200] * 8
     assert sum(app.state.batcher.batches) == 8 and max(app.state.batcher.batches) > 1
+    app.state.batcher.close()
 
 
 def test_random_requests_never_get_a_500(client):
@@ -140,9 +222,11 @@ def test_random_requests_never_get_a_500(client):
     from hypothesis import strategies as st
 
     texts = st.text(max_size=30)
+    runs = st.one_of(st.just("lesson"), texts)  # the listed run often: so random bytes reach the decoder
+    images = st.one_of(st.binary(max_size=300), st.builds(lambda n: png()[:n], st.integers(0, 200)))
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(run=texts, name=texts, content=st.binary(max_size=300), path=texts)
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(run=runs, name=texts, content=images, path=texts)
     def check(run, name, content, path):
         reply = client.post("/api/predict", data={"run": run}, files=[("files", (name or "f", content, "image/png"))])
         assert reply.status_code < 500, reply.text

@@ -631,7 +631,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .serve.app import create_app
+        from .serve.app import LOOPBACK_HOSTS, create_app
     except ImportError as exc:
         raise UsageError(
             f"serve needs the [serve] extra ({exc.name} is missing): pip install 'alexnet-cifar[serve]'"
@@ -642,7 +642,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         guard = "every request needs the token" if token else f"WITHOUT a token: pass --token or set {SERVE_TOKEN_ENV}"
         print(f"{PROG}: warning: serving on {args.host}, reachable from other machines, {guard}", file=sys.stderr)
-    app = create_app(args.runs_dir, token, select_device(args.device))
+    hosts = LOOPBACK_HOSTS if args.host in LOOPBACK else None  # on loopback: no DNS rebinding either
+    app = create_app(args.runs_dir, token, select_device(args.device), allowed_hosts=hosts)
     log.info(f"serving {args.runs_dir} at http://{args.host}:{args.port} (API documentation: /docs); Ctrl-C stops it")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -416,7 +416,10 @@ def foreign_reason(path: Path) -> str | None:
 def has_report_mark(path: Path) -> bool:
     """A regular file that an alexnet-cifar report wrote (the mark stands near its start)."""
     try:
-        return is_regular(path) and REPORT_MARK.encode() in path.read_bytes()[:8192]
+        if not is_regular(path):
+            return False
+        with open(path, "rb") as f:  # the first 8 kB only: a report's PNGs and pages can be large
+            return REPORT_MARK.encode() in f.read(8192)
     except OSError:
         return False
 

@@ -22,18 +22,21 @@ from ..data.loader import normalize
 from ..inspection.saliency import grad_cam
 
 MAX_BATCH = 32  # images taken from the queue at once
+REPLY_WITHIN_S = 120  # a request whose prediction takes longer gets an error instead of waiting for ever
 OVERLAY_SIZE = 128  # pixels of the saliency picture sent back
 
 
 @dataclass
 class Models:
-    """Each run's weights, loaded on first use and again only when the file changes (a running run)."""
+    """Each run's weights, loaded on first use and again only when the file changes (a running run);
+    used by the batcher's one thread only."""
 
     device: torch.device
-    loaded: dict[Path, tuple[float, nn.Module]] = field(default_factory=dict)
+    loaded: dict[Path, tuple[tuple[int, int], nn.Module]] = field(default_factory=dict)
 
     def get(self, weights: Path) -> nn.Module:
-        stamp = weights.stat().st_mtime
+        stat = weights.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
         cached = self.loaded.get(weights)
         if cached is None or cached[0] != stamp:
             model, _ = load_model(weights, self.device)
@@ -70,35 +73,51 @@ def overlay_png(image: torch.Tensor, cam: torch.Tensor) -> str:
 
 class Batcher:
     """Requests wait in one queue; a single worker takes up to MAX_BATCH of them at a time and runs
-    those of the same model as one batch, in one thread, so concurrent requests never compete."""
+    those of the same weights as one batch, in one thread (which alone loads and calls the models),
+    so concurrent requests never compete for the model."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
+    def __init__(self, models: Models) -> None:
+        self.models = models
         self.queue: asyncio.Queue = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
-        self.batches: list[int] = []  # sizes of the batches run so far (the tests and the benchmark read it)
+        self.worker: asyncio.Task | None = None
+        self.batches: list[int] = []  # sizes of the latest batches (the tests and the benchmark read it)
 
-    async def predict(self, model: nn.Module, image: torch.Tensor) -> dict[str, object]:
+    async def predict(self, weights: Path, image: torch.Tensor) -> dict[str, object]:
+        if self.worker is None or self.worker.done():  # started on first use, in the server's loop
+            self.worker = asyncio.create_task(self.run())
         done = asyncio.get_running_loop().create_future()
-        await self.queue.put((model, image, done))
-        return await done
+        await self.queue.put((weights, image, done))
+        return await asyncio.wait_for(done, timeout=REPLY_WITHIN_S)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             waiting = [await self.queue.get()]
             while len(waiting) < MAX_BATCH and not self.queue.empty():
                 waiting.append(self.queue.get_nowait())
-            for model in {id(m): m for m, _, _ in waiting}.values():
-                mine = [(image, done) for m, image, done in waiting if m is model]
-                self.batches.append(len(mine))
-                try:
-                    results = await loop.run_in_executor(
-                        self.executor, infer, model, [image for image, _ in mine], self.device
-                    )
-                except Exception as exc:  # handed to each waiting request, which answers it
-                    for _, done in mine:
-                        done.set_exception(exc)
-                    continue
-                for (_, done), result in zip(mine, results, strict=True):
-                    done.set_result(result)
+            for weights in dict.fromkeys(w for w, _, _ in waiting):
+                await self.run_batch(weights, [(image, done) for w, image, done in waiting if w == weights])
+
+    async def run_batch(self, weights: Path, requests: list[tuple[torch.Tensor, asyncio.Future]]) -> None:
+        """One model call for these requests; an error is each request's answer, never the worker's end."""
+        self.batches = [*self.batches[-999:], len(requests)]
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self.executor, self.infer, weights, [image for image, _ in requests])
+        except Exception as exc:
+            results = [exc] * len(requests)
+        for (_, done), result in zip(requests, results, strict=True):
+            if done.done():  # its request was cancelled or timed out meanwhile
+                continue
+            if isinstance(result, Exception):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+    def infer(self, weights: Path, images: list[torch.Tensor]) -> list[dict[str, object]]:
+        return infer(self.models.get(weights), images, self.models.device)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
