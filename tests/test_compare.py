@@ -42,16 +42,21 @@ def test_no_spread_no_p_value():
     assert paired_difference([0.8], [0.7], 0.005).seeds_needed is None
 
 
-def fake_run(folder, recipe: str, seed: int, accs: list[float]):
-    """A run directory as train writes it: config.json and metrics.csv (no training needed)."""
+def fake_run(folder, recipe: str, seed: int, accs: list[float], epochs: int | None = None, test_acc=None):
+    """A finished run directory as train writes it: config.json, metrics.csv, model.pt (and with
+    `test_acc`, a validation split's test.json), without training."""
     import torch
 
     from alexnet_cifar.artifacts.run_dir import RunDir
     from alexnet_cifar.training.metrics import EpochRecord
 
     run = RunDir.create(folder)
-    run.write_config({"recipe": recipe, "seed": seed}, torch.device("cpu"))
+    config = {"recipe": recipe, "seed": seed, "epochs": epochs or len(accs), "valid_split": 5000 if test_acc else 0}
+    run.write_config(config, torch.device("cpu"))
     run.write_metrics([EpochRecord(i, 1.0, a, 1.0, a, 0.1, 1.0, 1.0) for i, a in enumerate(accs)])
+    run.weights.write_bytes(b"")
+    if test_acc is not None:
+        run.write_test_result({"test_loss": 1.0, "test_acc": test_acc, "images": 10000, "epochs": len(accs)})
     return str(folder)
 
 
@@ -76,6 +81,30 @@ def test_compare_refuses_what_cannot_be_paired(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = main(["compare", str(tmp_path / "empty"), "--against", b[0]])
     assert_one_line_error(code, capsys.readouterr().err, "is not a run directory of alexnet-cifar")
+    stopped = fake_run(tmp_path / "stopped", "best", 0, [0.5, 0.6], epochs=60)
+    code = main(["compare", stopped, "--against", b[0]])
+    assert_one_line_error(code, capsys.readouterr().err, "is not finished (2 of 60 epochs)")
+
+
+def test_with_a_validation_split_compare_takes_the_test_number(tmp_path, capsys):
+    """The last epoch's Valid number of a split run is a validation number: test.json holds the test's."""
+    a = fake_run(tmp_path / "a", "best", 0, [0.99], test_acc=0.81)
+    b = fake_run(tmp_path / "b", "fast", 0, [0.70])
+    assert main(["compare", a, "--against", b]) == 0
+    out = capsys.readouterr().out
+    assert "+0.1100" in out and "A (best): 81.00% (one seed: no CI)" in out
+    assert "(each run's test accuracy: test, last epoch, test, once)" in out
+
+
+def test_the_seeds_search_is_bounded(monkeypatch):
+    from alexnet_cifar.report import statistics
+
+    calls, ppf = [], statistics.stats.t.ppf
+    monkeypatch.setattr(statistics.stats.t, "ppf", lambda *a: calls.append(1) or ppf(*a))
+    assert seeds_for(0.01, 1e-6) > 10**8
+    assert len(calls) < 10  # found from the normal bound, not counted up from 2
+    with pytest.raises(ValueError):
+        seeds_for(0.01, 0)
 
 
 def test_several_runs_on_one_page_grouped_by_recipe(tmp_path, capsys):

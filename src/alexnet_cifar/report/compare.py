@@ -2,8 +2,9 @@
 
     alexnet-cifar compare runs/best-seed* --against runs/fast-seed*
 
-Finished runs are paired by their seed (config.json); each run's number is its last epoch's
-accuracy (never its peak, which was picked on the same test set).
+Finished runs are paired by their seed (config.json). Each run's number is its test accuracy: with
+a validation split, the one measured once at the end (test.json); without, its last epoch's (never
+its peak, which was picked on the same test set).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ class RunResult:
     path: Path
     recipe: str
     seed: int
-    last_acc: float
+    last_acc: float  # the test accuracy described above
     epochs: int
+    on: str  # where that number comes from
 
 
 def read_run(path: Path) -> RunResult:
@@ -32,10 +34,17 @@ def read_run(path: Path) -> RunResult:
     if not isinstance(config, dict):
         raise UserError(f"{path} is not a run directory of alexnet-cifar (no config.json); pass run directories")
     history = run.history()
-    if not history:
-        raise UserError(f"{path} has no finished epoch in metrics.csv; pass runs that trained at least one")
-    seed = config.get("seed", 0)
-    return RunResult(path, str(config.get("recipe")), int(seed), history[-1].valid_acc, len(history))
+    epochs, seed = config.get("epochs"), config.get("seed", 0)
+    if not (isinstance(epochs, int) and isinstance(seed, int)):
+        raise UserError(f"{run.config} is damaged (epochs or seed is not an integer); restore it")
+    if len(history) < epochs or not run.weights.exists():
+        raise UserError(f"{path} is not finished ({len(history)} of {epochs} epochs); compare finished runs")
+    if config.get("valid_split"):
+        test = run.read_test_result()
+        if test is None:
+            raise UserError(f"{path} has a validation split but no test.json; resume it to its end")
+        return RunResult(path, str(config.get("recipe")), seed, test["test_acc"], len(history), "test, once")
+    return RunResult(path, str(config.get("recipe")), seed, history[-1].valid_acc, len(history), "test, last epoch")
 
 
 def pair_by_seed(a: list[RunResult], b: list[RunResult]) -> list[tuple[RunResult, RunResult]]:
@@ -69,7 +78,7 @@ class Comparison:
             f"A ({recipes_of([p[0] for p in self.pairs])}): {self.a.text()}",
             f"B ({recipes_of([p[1] for p in self.pairs])}): {self.b.text()}",
             self.difference.text(),
-            "(last-epoch test accuracy of each run)",
+            "(each run's test accuracy: " + ", ".join(sorted({r.on for pair in self.pairs for r in pair})) + ")",
         ]
         return "\n".join(lines)
 

@@ -51,7 +51,7 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def plot_curves(metrics: dict[str, list[float]]) -> bytes:
+def plot_curves(metrics: dict[str, list[float]], valid_split: int = 0) -> bytes:
     fig = Figure(figsize=(11, 4))
     lesson_epochs = list(range(len(LESSON_HISTORY["valid_acc"])))
     for ax, kind in zip(fig.subplots(1, 2), ("loss", "acc"), strict=True):
@@ -64,7 +64,10 @@ def plot_curves(metrics: dict[str, list[float]]) -> bytes:
         ax.set_ylabel("accuracy" if kind == "acc" else "cross-entropy loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Learning curves (test set = valid)")
+    which = (
+        f"valid = {valid_split:,} held-out training images" if valid_split else "valid = the test set, as in the lesson"
+    )
+    fig.suptitle(f"Learning curves ({which})")
     return png_bytes(fig)
 
 
@@ -138,7 +141,7 @@ def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> P
     """Write the PNGs and report.html into `run_dir`; returns the HTML file's path."""
     metrics = read_metrics(run_dir)
     info = RunDir(run_dir).info_or_empty()
-    figures = {"curves.png": plot_curves(metrics)}
+    figures = {"curves.png": plot_curves(metrics, info.get("config", {}).get("valid_split") or 0)}
     report = inside = None
     weights = next((p for p in (run_dir / "model.pt", run_dir / "last.pt") if p.exists()), None)
     if data is not None and weights is not None:

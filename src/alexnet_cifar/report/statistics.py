@@ -26,8 +26,9 @@ class Spread:
     max: float
 
     def text(self, scale: float = 100.0, unit: str = "%") -> str:
+        ci = f"± {(self.high - self.mean) * scale:.2f} (95% CI, n={self.n})" if self.n > 1 else "(one seed: no CI)"
         return (
-            f"{self.mean * scale:.2f}{unit} ± {(self.high - self.mean) * scale:.2f} (95% CI, n={self.n}), "
+            f"{self.mean * scale:.2f}{unit} {ci}, "
             f"sd {self.sd * scale:.2f}, min {self.min * scale:.2f}, max {self.max * scale:.2f}"
         )
 
@@ -76,10 +77,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float], target: float) -> 
 
 
 def seeds_for(sd: float, target: float) -> int:
-    """The fewest seeds whose 95% interval of a mean difference is at most ± `target`, at spread `sd`."""
+    """The fewest seeds whose 95% interval of a mean difference is at most ± `target`, at spread `sd`.
+    The normal quantile's answer is a lower bound (t's is larger), so the search starts there."""
+    if target <= 0:
+        raise ValueError("target must be > 0")
     if sd == 0:
         return 2
-    n = 2
+    n = max(2, math.floor((stats.norm.ppf((1 + LEVEL) / 2) * sd / target) ** 2))
     while stats.t.ppf((1 + LEVEL) / 2, n - 1) * sd / math.sqrt(n) > target:
         n += 1
     return n

@@ -147,8 +147,9 @@ def fit(
     """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch.
     Under torchrun every rank calls this; only rank 0 writes into `run`. `stop`: signal handlers the
     caller installed earlier (so a signal during start-up is not lost); else fit installs its own."""
+    fitted = hold_out(data, cfg.valid_split) if cfg.valid_split else data  # a split too big: refused here
     if resume is not None:
-        check_same_data(resume, data, run)  # before anything is written
+        check_same_data(resume, fitted, run)  # before anything is written
     info = from_environment()
     device = distributed.init(info, select_device(cfg.device))
     policy = choose_policy(device, cfg.amp, cfg.compile, cfg.deterministic)
@@ -208,7 +209,7 @@ class Session:
         self.state = Progress(world_size=self.started_on)
         stop = self.should_stop
         self.check = agreed_check(stop, self.device) if self.info.enabled else local_check(stop)
-        self.fingerprint = data_fingerprint(data)
+        self.fingerprint = data_fingerprint(self.fit_data)  # with a split, of the split: a resume checks both
 
     def train(self) -> list[EpochRecord]:
         """Every remaining epoch, top to bottom; returns the records of the epochs trained here."""
@@ -406,7 +407,8 @@ def started_on(resume: dict[str, Any] | None, run: RunDir, info: DistInfo) -> in
 
 
 def check_same_data(resume: dict[str, Any], data: CIFAR10, run: RunDir) -> None:
-    """A resumed run must see the data it started on, or it is no longer the run it continues."""
+    """A resumed run must see the data it started on (with a validation split, the same split), or
+    it is no longer the run it continues."""
     saved = resume.get("data_fingerprint")
     if saved is None:  # written before fingerprints were recorded
         log.info(f"{run.last} records no data fingerprint: cannot check that the data is the same")
