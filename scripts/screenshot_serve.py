@@ -31,7 +31,7 @@ def main(runs: Path, run_id: str, image: Path, out: Path) -> int:
     while not server.started:
         time.sleep(0.05)
     options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1100,900", "--hide-scrollbars"):
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,1000", "--hide-scrollbars"):
         options.add_argument(flag)
     options.binary_location = shutil.which("chromium")
     browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(shutil.which("chromedriver")))

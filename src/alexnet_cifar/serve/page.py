@@ -12,7 +12,7 @@ tr.run:hover{background:#eef}.result{display:inline-block;margin:8px;vertical-al
 <h2>Runs</h2>
 <table id="runs"><tr><th>run</th><th>recipe</th><th>status</th><th>epochs</th><th>last acc</th><th>best acc</th></tr></table>
 <h3 id="curve-title"></h3>
-<svg id="curve" width="640" height="240" style="border:1px solid #ccc;display:none"></svg>
+<svg id="curve" width="640" height="200" style="border:1px solid #ccc;display:none"></svg>
 <h2>Try it</h2>
 <form id="try"><select id="run" name="run"></select>
 <input id="files" type="file" name="files" accept="image/*" multiple required>
@@ -46,8 +46,8 @@ async function drawCurve() {
   if (!watched) return;
   const {rows} = await api("/api/runs/" + encodeURIComponent(watched) + "/metrics");
   const svg = document.getElementById("curve"); svg.style.display = "block";
-  document.getElementById("curve-title").textContent = watched + ": accuracy per epoch (train, valid)";
-  const w = 640, h = 240, n = Math.max(rows.length - 1, 1);
+  document.getElementById("curve-title").textContent = watched + ": accuracy per epoch, 0 (bottom) to 1 (top): train in blue, Valid in orange";
+  const w = 640, h = 200, n = Math.max(rows.length - 1, 1);
   const line = (key, colour) => '<polyline fill="none" stroke="' + colour + '" stroke-width="2" points="' +
     rows.map((r, i) => (20 + i * (w - 40) / n) + "," + (h - 20 - r[key] * (h - 40))).join(" ") + '"/>';
   svg.innerHTML = line("train_acc", "#1f77b4") + line("valid_acc", "#ff7f0e");
