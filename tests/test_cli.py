@@ -111,6 +111,19 @@ def test_help_shows_defaults():
     assert done.returncode == 0 and "(default: 20)" in done.stdout and "(default: 0.1)" in done.stdout
 
 
+def test_every_help_page_prints(capsys):
+    """argparse formats help strings with %: one stray percent sign breaks --help for every command."""
+    from alexnet_cifar.cli import get_args_parser
+
+    commands = get_args_parser()._subparsers._group_actions[0].choices
+    for args in (["--help"], *([name, "--help"] for name in commands)):
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        assert done.value.code == 0, args
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("inspect", "compare", "serve"))
+
+
 def test_download_when_present(fake_root, capsys):
     assert main(["download", "--data-dir", str(fake_root)]) == 0
     out = capsys.readouterr().out

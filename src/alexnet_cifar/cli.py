@@ -324,9 +324,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "compare": (
             compare_args,
             cmd_compare,
-            "compare two groups of finished runs, seed by seed, with a 95% CI and a p-value",
-            "Mean last-epoch accuracy of each group with its 95% CI, and the paired difference A - B: its "
-            "95% CI, a paired t-test's p-value, and the seeds needed to resolve a given difference.",
+            "compare two groups of finished runs, seed by seed, with a 95%% CI and a p-value",
+            "Each group's test accuracy (the last epoch's, or with a validation split test.json's) with its 95% CI, "
+            "and the paired difference A - B: its 95% CI, a paired t-test's p-value, and the seeds needed to resolve "
+            "a given difference.",
         ),
         "serve": (
             serve_args,
