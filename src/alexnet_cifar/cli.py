@@ -553,7 +553,8 @@ def explain(model: object, device: str, paths: list[Path], out: Path) -> None:
     from .inspection.page import write_explanations
 
     written = write_explanations(model, select_device(device), [(p, load_image(p)) for p in paths], out)
-    print(f"{PROG}: {len(written)} explanations in {out}", file=sys.stderr)  # stdout may be --json's
+    many = "s" if len(written) != 1 else ""
+    print(f"{PROG}: {len(written)} explanation{many} in {out}", file=sys.stderr)  # stdout may be --json's
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
