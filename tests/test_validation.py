@@ -77,3 +77,38 @@ def test_the_report_says_which_set_each_number_is_on(tmp_path):
     assert "peak validation (50 held-out training images) accuracy" in page
     assert "best.pt chosen on</th><td>the validation split" in page
     assert "test accuracy, measured once at the end" in page
+
+
+def test_the_test_number_is_the_final_weights_on_the_test_set(tmp_path):
+    """Checked against evaluate() on model.pt, computed apart from the run: with the run's TTA and
+    batch size, over every test image."""
+    from alexnet_cifar.artifacts.checkpoint import load_model
+    from alexnet_cifar.data.loader import DeviceLoader
+    from alexnet_cifar.inference.evaluate import evaluate
+
+    write_fake_cifar(tmp_path / "data", per_batch=40, n_test=30)
+    _, run = tiny_fit(tmp_path, epochs=2, valid_split=50, tta=True, test_batch_size=7)
+    result = json.loads(run.test_result.read_text())
+    model, _ = load_model(run.weights, torch.device("cpu"))
+    test = load_cifar10(tmp_path / "data").test
+    loader = DeviceLoader(test.images, test.labels, 7, channels_last=True)
+    loss, acc = evaluate(model, loader, torch.nn.CrossEntropyLoss(), tta=True).result()
+    assert result["test_acc"] == acc and result["test_loss"] == pytest.approx(loss, rel=1e-6)
+
+
+def test_damaged_run_files_of_our_own_are_read_as_absent_or_refused(tmp_path):
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.errors import UserError
+
+    run = RunDir.create(tmp_path / "run")
+    for text in ("not json", "[1, 2]", '{"test_acc": "high"}'):
+        run.test_result.write_text(text)
+        assert run.read_test_result() is None
+    run.test_result.write_text('{"test_acc": 0.5}')
+    assert run.read_test_result() == {"test_acc": 0.5}
+    for bad in ({"0": torch.zeros(64, 3, 5, 5)}, {0: torch.zeros(64, 3, 5, 4)}, [torch.zeros(64, 3, 5, 5)]):
+        torch.save(bad, run.kernels)
+        with pytest.raises(UserError, match="kernels.pt is damaged; delete it"):
+            run.kernel_history()
+    torch.save({3: torch.ones(64, 3, 5, 5), -1: torch.zeros(64, 3, 5, 5)}, run.kernels)
+    assert list(run.kernel_history()) == [-1, 3]  # in epoch order
