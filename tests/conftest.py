@@ -156,3 +156,23 @@ def stop_after(batches: int):
             return self.left <= 0
 
     return StopAfter()
+
+
+def poison_after(monkeypatch, steps: int) -> list[int]:
+    """Make the weights NaN right after optimizer step number `steps`; returns the list that counts
+    the steps taken (one entry each)."""
+    import torch
+
+    from alexnet_cifar.training.trainer import Trainer
+
+    step, taken = Trainer.step, []
+
+    def step_then_poison(self, loss):
+        step(self, loss)
+        taken.append(1)
+        if len(taken) == steps:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(Trainer, "step", step_then_poison)
+    return taken

@@ -15,9 +15,8 @@ from alexnet_cifar.inference.evaluate import evaluate
 from alexnet_cifar.model import AlexNet
 from alexnet_cifar.training.loop import fit, summarise
 from alexnet_cifar.training.metrics import EpochRecord
-from alexnet_cifar.training.trainer import Trainer
 
-from .conftest import stop_after, tiny_fit, write_fake_cifar
+from .conftest import poison_after, stop_after, tiny_fit, write_fake_cifar
 
 
 def test_fit_writes_the_run_directory(tmp_path):
@@ -142,16 +141,7 @@ def test_a_loss_that_turns_nan_late_in_an_epoch_is_placed_between_two_checks(tmp
     """The flag is read every 50 batches and at the epoch's end: a NaN from batch 60 of 100 is
     reported within batches 50-99, and the epoch's checkpoint is never written."""
     data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=80, n_test=10))  # 400 = 100 x 4
-    step, steps = Trainer.step, []
-
-    def step_then_poison(self, loss):
-        step(self, loss)
-        steps.append(1)
-        if len(steps) == 60:
-            with torch.no_grad():
-                next(self.model.parameters()).fill_(float("nan"))
-
-    monkeypatch.setattr(Trainer, "step", step_then_poison)
+    steps = poison_after(monkeypatch, 60)
     cfg = resolve_config("seed", {"epochs": 1, "batch_size": 4, "lr": 0.01, "device": "cpu"})
     run = RunDir.create(tmp_path / "run")
     with pytest.raises(NonFiniteLoss, match=r"at epoch 0, within batches 50-99 \(lr 0.01\)"):

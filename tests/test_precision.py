@@ -14,7 +14,7 @@ from alexnet_cifar.errors import Interrupted, NonFiniteLoss
 from alexnet_cifar.training import trainer as trainer_module
 from alexnet_cifar.training.loop import fit
 
-from .conftest import stop_after, tiny_fit
+from .conftest import poison_after, stop_after, tiny_fit
 
 HUGE_SCALE = 2.0**24  # overflows these float16 gradients: about 7 steps are skipped until it fits
 
@@ -59,16 +59,7 @@ def test_skipped_scaler_steps_are_not_a_non_finite_loss(tmp_path, huge_scale):
 def test_a_loss_that_is_non_finite_stops_a_float16_run(tmp_path, monkeypatch):
     """A non-finite loss is divergence whatever the precision: the scaler guards the gradients,
     not the forward pass (whose loss autocast computes in float32)."""
-    step, steps = trainer_module.Trainer.step, []
-
-    def step_then_poison(self, loss):
-        step(self, loss)
-        steps.append(1)
-        if len(steps) == 5:
-            with torch.no_grad():
-                next(self.model.parameters()).fill_(float("nan"))
-
-    monkeypatch.setattr(trainer_module.Trainer, "step", step_then_poison)
+    poison_after(monkeypatch, 5)
     with pytest.raises(NonFiniteLoss, match="loss became NaN or infinite at epoch 0"):
         tiny_fit(tmp_path, epochs=1, amp="fp16")
 
