@@ -121,10 +121,8 @@ def inspect_model(
     images: list[Shown] | None,
     run: RunDir | None,
     map_points: int = MAP_POINTS,
-    neighbours: bool = True,
 ) -> Inspection:
-    """Every section; without `neighbours`, not the two that pass over the 50,000 training images and
-    run t-SNE (`report` leaves them to `inspect`)."""
+    """Every section; those that need CIFAR-10 are a note without it."""
     page = Inspection()
     page.add(
         "kernels.png",
@@ -159,11 +157,7 @@ def inspect_model(
         return page
     # the test set in float32, since the confusions count the model's own predictions from its features
     test_feats = fc2_features(model, loader(data.test.images, device))
-    if neighbours:
-        add_neighbours_and_map(page, model, device, data, test_feats, map_points)
-    else:
-        later = "alexnet-cifar inspect adds them (a pass over the 50,000 training images, and t-SNE)."
-        page.sections.append(("", "Nearest training images and a map of the test set", later))
+    add_neighbours_and_map(page, model, device, data, test_feats, map_points)
     predicted = test_feats_to_predictions(model, test_feats)
     page.add(
         "confusions.png",

@@ -164,8 +164,8 @@ def write_report(run_dir: Path, data: CIFAR10 | None, device: torch.device) -> P
 
 
 def look_inside(weights: Path, data: CIFAR10 | None, device: torch.device, run_dir: Path) -> Inspection | None:
-    """What the network learned: inspect's sections but its two slowest; None, with a notice, when the
-    weights cannot be read (the report goes on with its curves, as it always could)."""
+    """What the network learned: inspect's sections; None, with a notice, when the weights cannot be
+    read (the report goes on with its curves, as it always could)."""
     from ..inspection.page import inspect_model
 
     try:
@@ -173,7 +173,7 @@ def look_inside(weights: Path, data: CIFAR10 | None, device: torch.device, run_d
     except UserError as exc:
         log.info(f"{exc}; the report goes on without what the network learned")
         return None
-    return inspect_model(model, device, data, None, RunDir(run_dir), neighbours=False)
+    return inspect_model(model, device, data, None, RunDir(run_dir))
 
 
 def refuse_foreign(path: Path) -> None:
