@@ -522,7 +522,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference.predict import find_images, predict_files
 
     if args.explain is not None:
-        from .inspection.page import check_out
+        from .report.run_report import check_out
 
         if args.checkpoint.suffix == ".onnx":
             raise UsageError(

@@ -31,7 +31,7 @@ from ..data.cifar10 import CIFAR10, CLASSES
 from ..data.loader import DeviceLoader, normalize
 from ..device import choose_policy
 from ..errors import UsageError, UserError
-from ..report.run_report import png_bytes, refuse_foreign
+from ..report.run_report import check_out, png_bytes, refuse_foreign
 from . import MAP_POINTS
 from .features import MAP_LAYERS, fc2_features, feature_maps, nearest, pca_2d, tsne_2d
 from .kernels import epochs_to_show, kernel_grid
@@ -87,12 +87,6 @@ def write_inspection(
         f.write(render(source, weights, page))
     log.info(f"inspection of {weights} in {time.perf_counter() - start:.1f} s: {out / 'inspect.html'}")
     return out / "inspect.html"
-
-
-def check_out(out: Path) -> None:
-    """Before any work: the output folder must be a folder, or not exist yet."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; pass a folder (it is created if missing)")
 
 
 def weights_of(source: Path) -> tuple[Path, RunDir | None]:

@@ -22,7 +22,7 @@ from ..artifacts.checkpoint import load_model
 from ..artifacts.run_dir import REPORT_MARK as MARK
 from ..artifacts.run_dir import RunDir, has_report_mark
 from ..data.cifar10 import CIFAR10
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from ..inference.evaluate import ClassificationReport, classification_report, logits_on_test_set
 from ..training.metrics import EpochRecord
 from .lesson_run import LESSON_HISTORY
@@ -174,6 +174,12 @@ def look_inside(weights: Path, data: CIFAR10 | None, device: torch.device, run_d
         log.info(f"{exc}; the report goes on without what the network learned")
         return None
     return inspect_model(model, device, data, None, RunDir(run_dir))
+
+
+def check_out(out: Path) -> None:
+    """Before any work: an output folder must be a folder, or not exist yet."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder (it is created if missing)")
 
 
 def refuse_foreign(path: Path) -> None:

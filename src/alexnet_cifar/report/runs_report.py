@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 
 from ..artifacts.atomic import atomic_write
 from ..artifacts.run_dir import RunDir
-from ..errors import UsageError, UserError
+from ..errors import UserError
 from ..training.metrics import EpochRecord
-from .run_report import MARK, png_bytes, refuse_foreign
+from .run_report import MARK, check_out, png_bytes, refuse_foreign
 from .statistics import spread
 
 FILES = ("runs.html", "runs_curves.png", "runs_by_recipe.png")
@@ -100,8 +100,7 @@ def group_rows(groups: dict[str, list[Run]]) -> list[list[str]]:
 
 def write_runs_report(paths: list[Path], out: Path) -> Path:
     runs = read_runs(paths)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; pass a folder (it is created if missing)")
+    check_out(out)
     for name in FILES:
         refuse_foreign(out / name)
     groups = by_recipe(runs)
