@@ -92,3 +92,38 @@ def test_evaluate_with_tta_averages_image_and_mirror(fake_root):
     expected_acc = (logits.argmax(1) == data.test.labels).double().mean().item()
     loss, acc = meter.result()
     assert loss == pytest.approx(expected_loss, rel=1e-5) and acc == pytest.approx(expected_acc)
+
+
+def test_multi_view_tta_weighs_the_mirror_pair_half_and_each_shifted_pair_a_quarter(fake_root):
+    """Against views cut by hand with numpy's reflecting pad: a shift of 2 moves the content up-left
+    (and down-right) by 2 pixels."""
+    import numpy as np
+
+    data = load_cifar10(fake_root)
+    model = AlexNet().eval()
+    loader = DeviceLoader(data.test.images, data.test.labels, 7)
+    got, _ = predict_logits(model, loader, tta=True, tta_shift=2)
+    x = torch.cat([x for x, _ in loader])
+    padded = torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect"))
+    up_left, down_right = padded[..., 4:, 4:], padded[..., :32, :32]
+    assert torch.equal(up_left[..., :28, :28], x[..., 2:30, 2:30])  # content moved up-left by 2
+
+    def pair(v):
+        return (model(v) + model(v.flip(3))) / 2
+
+    with torch.no_grad():
+        expected = pair(x) / 2 + pair(up_left) / 4 + pair(down_right) / 4
+    torch.testing.assert_close(got, expected)
+    flip_only, _ = predict_logits(model, loader, tta=True)
+    assert not torch.allclose(got, flip_only)
+
+
+def test_evaluate_cli_tta_shift_needs_tta(fake_root, tmp_path, capsys):
+    from .conftest import assert_one_line_error, run_cli
+
+    save_weights(tmp_path / "model.pt", AlexNet())
+    args = ("evaluate", tmp_path / "model.pt", "--data-dir", fake_root, "--tta-shift", "1")
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, "--tta-shift 1 needs --tta")
+    code, out, _ = run_cli(capsys, *args, "--tta")
+    assert code == 0 and "with flip TTA and 1-pixel shifts" in out

@@ -117,3 +117,36 @@ def test_batches_stay_on_the_loaders_device():
     assert [len(y) for _, y in batches] == [4, 4, 2]
     assert all(x.device.type == y.device.type == "meta" and x.shape[1:] == (3, 32, 32) for x, y in batches)
     assert all(x.dtype == torch.float32 for x, _ in batches)
+
+
+def test_alternating_flip_shows_each_image_both_ways_every_two_epochs():
+    """Images whose left half is bright: the mirror has a bright right half, so each output tells its flip."""
+    n = 200
+    images = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
+    images[..., :16] = 255
+    images[:, 1, 0, 0] = torch.arange(n, dtype=torch.uint8)  # the image's number, in a pixel the flip moves
+    sampling = Sampling(shuffle=True, augment=Augment(flip=True, alternate_flip=True), seed=4)
+    loader = DeviceLoader(images, torch.arange(n), 50, sampling=sampling)
+
+    def flips(epoch: int) -> torch.Tensor:
+        loader.set_epoch(epoch)
+        x = torch.cat([b for b, _ in loader])
+        flipped = x[:, 0, 5, 31] > 0  # bright on the right
+        ids = torch.where(flipped, x[:, 1, 0, 31], x[:, 1, 0, 0])
+        ids = ((ids + 1) * 255 / 2).round().long()
+        by_image = torch.empty(n, dtype=torch.bool)
+        by_image[ids] = flipped
+        return by_image
+
+    first, second, third = flips(0), flips(1), flips(2)
+    assert 70 < first.sum() < 130  # a random half in the first epoch
+    assert torch.equal(second, ~first) and torch.equal(third, first)  # then each image alternates
+    loader.set_epoch(1)
+    assert not torch.equal(loader.order(), (loader.set_epoch(0), loader.order())[1])  # orders still differ
+
+
+def test_alternating_flip_differs_between_seeds():
+    images = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)
+    augment = Augment(flip=True, alternate_flip=True)
+    a, b = (DeviceLoader(images, torch.arange(100), 10, sampling=Sampling(augment=augment, seed=s)) for s in (0, 1))
+    assert not torch.equal(a.alternating_flips(), b.alternating_flips())

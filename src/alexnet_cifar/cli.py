@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -68,6 +69,31 @@ def positive_float(text: str) -> float:
     return value
 
 
+def shift_pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer from 0 to 8 (pixels)")
+    return value
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """'90s', '5m', '1h', '1h30m' or plain seconds -> seconds."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if parts is None or not any(parts.groups()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use seconds, or s, m or h: 90s, 5m, 1h30m")
+    hours, minutes, seconds = (float(g or 0) for g in parts.groups())
+    value = hours * 3600 + minutes * 60 + seconds
+    if not 0 < value <= 30 * 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a duration above 0 and up to 30 days")
+    return value
+
+
 def add_data_args(p: argparse.ArgumentParser, synthetic: bool = False) -> None:
     p.add_argument(
         "--data-dir",
@@ -97,6 +123,13 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help=f"named recipe, one of {', '.join(RECIPES)} (default: seed)")
     p.add_argument("--config", type=Path, help="JSON or TOML file of config fields, applied over the recipe")
     p.add_argument("--epochs", type=positive_int, help=f"epochs to train (default: {SEED.epochs})")
+    p.add_argument(
+        "--time-budget",
+        type=duration,
+        metavar="DURATION",
+        help="train for as long as fits in DURATION (90s, 5m, 1h), final evaluation included: the run measures "
+        "its speed first, then lays the recipe's schedule over the steps that fit (default: off, --epochs)",
+    )
     p.add_argument("--batch-size", type=positive_int, help=f"training images per step (default: {SEED.batch_size})")
     p.add_argument("--lr", type=positive_float, help=f"SGD learning rate (default: {SEED.lr})")
     p.add_argument(
@@ -176,6 +209,13 @@ def evaluate_args(p: argparse.ArgumentParser) -> None:
     add_checkpoint_arg(p)
     add_data_args(p)
     p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror's (default: off)")
+    p.add_argument(
+        "--tta-shift",
+        type=shift_pixels,
+        default=0,
+        metavar="PIXELS",
+        help="with --tta, also the views shifted by PIXELS up-left and down-right, with mirrors (default: 0)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_quiet_arg(p)
     add_device_arg(p)
@@ -392,7 +432,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 # The config fields that have a flag of their own (the flag of `batch_size` is --batch-size).
 FLAG_FIELDS = ("epochs", "batch_size", "lr", "seed", "device", "threads", "lesson_metrics")
-FLAG_FIELDS += ("channels_last", "deterministic", "compile", "amp", "valid_split")
+FLAG_FIELDS += ("channels_last", "deterministic", "compile", "amp", "valid_split", "time_budget")
 
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -507,11 +547,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model, device = load_inference_model(args.checkpoint, args.device)
     data = open_data(args.data_dir)
-    report = report_on_test_set(model, data, device, tta=args.tta, show_progress=not (args.quiet or args.json))
+    if args.tta_shift and not args.tta:
+        raise UsageError(f"--tta-shift {args.tta_shift} needs --tta: add --tta, or drop --tta-shift")
+    views = {"tta": args.tta, "tta_shift": args.tta_shift}
+    report = report_on_test_set(model, data, device, **views, show_progress=not (args.quiet or args.json))
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "tta": args.tta, **report.to_dict()}))
+        print(json.dumps({"checkpoint": str(args.checkpoint), **views, **report.to_dict()}))
     else:
-        log.info(f"{args.checkpoint} on the CIFAR-10 test set{' with flip TTA' if args.tta else ''}")
+        shifted = f" and {args.tta_shift}-pixel shifts" if args.tta_shift else ""
+        log.info(f"{args.checkpoint} on the CIFAR-10 test set{' with flip TTA' + shifted if args.tta else ''}")
         log.info(report.text())
     return 0
 

@@ -33,6 +33,9 @@ class TrainConfig:
     recipe: str = "seed"
     # optimisation: the lesson's plain SGD
     epochs: int = 20  # passes over the 50,000 training images
+    time_budget: float = 0.0  # seconds for training and its evaluations (--time-budget 5m); the run
+    # measures its speed at start-up and sets `steps` to fit, with the schedule stretched over them. 0 = off
+    steps: int = 0  # optimizer steps in all (the last epoch may be partial); 0 = epochs x batches per epoch
     batch_size: int = 64  # images per SGD step
     lr: float = 0.1  # SGD peak learning rate (for batch 64 when scale_lr is set)
     scale_lr: bool = False  # scale lr linearly with batch_size / 64
@@ -45,13 +48,23 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy target smoothing, 0..1
     ema: float = 0.0  # decay per step of an exponential moving average of the weights, evaluated
     # and saved as the final weights; 0 = off
+    # initialisation (the network stays the lesson's; only its starting weights change)
+    whiten: bool = False  # conv1 starts as a whitening filter bank of the training images' 5x5 patches
+    whiten_eps: float = 1e-2  # added to each patch-covariance eigenvalue before 1/sqrt: limits the
+    # gain of the noisiest directions (pixel units of the [-1, 1] images, squared)
+    whiten_freeze_epochs: float = 0.0  # epochs during which conv1's weights stay as initialised
+    dirac: bool = False  # conv2 (64 -> 64) starts as the identity on its centre tap, plus its default noise
     # augmentation, done on the device on whole batches
     crop_padding: int = 0  # pixels of zero padding for random 32x32 crops; 0 = off
     flip: bool = False  # random horizontal flips
+    alternate_flip: bool = False  # with flip: each image is flipped on alternate epochs (on a random half
+    # of the images in the first) instead of at random every epoch
     # evaluation
     test_batch_size: int = 128  # the lesson's; any size gives the same numbers up to rounding
     lesson_metrics: bool = False  # average per-batch means as the lesson did, instead of per sample
     tta: bool = False  # evaluate on each test image and its mirror, averaging the logits
+    tta_shift: int = 0  # with tta: also the views shifted by this many pixels (up-left and down-right,
+    # each with its mirror): 6 forward passes per image instead of 2. 0 = mirror only
     valid_split: int = 0  # training images held out (stratified, one split for all runs) for the per-epoch
     # Valid columns and best.pt; the test set is then evaluated once, at the end. 0 = the lesson's way:
     # the per-epoch Valid columns are the test set
@@ -109,6 +122,23 @@ def validate(cfg: TrainConfig) -> None:
     )
     _check("final_lr", cfg.final_lr, 0 <= cfg.final_lr <= 1, "a fraction in [0, 1]")
     _check("ema", cfg.ema, 0 <= cfg.ema < 1, "a decay in [0, 1), such as 0.999; 0 turns it off")
+    _check(
+        "time_budget",
+        cfg.time_budget,
+        math.isfinite(cfg.time_budget) and 0 <= cfg.time_budget <= 30 * 86_400,
+        "a number of seconds in [0, 2592000] (the flag takes 90s, 5m or 1h); 0 = off",
+    )
+    _check("steps", cfg.steps, cfg.steps >= 0, "an integer >= 0 (0 = epochs x batches per epoch)")
+    _check("whiten_eps", cfg.whiten_eps, math.isfinite(cfg.whiten_eps) and cfg.whiten_eps > 0, "a number > 0")
+    _check(
+        "whiten_freeze_epochs",
+        cfg.whiten_freeze_epochs,
+        0 <= cfg.whiten_freeze_epochs <= cfg.epochs,
+        f"a number in [0, epochs={cfg.epochs}]",
+    )
+    _check("alternate_flip", cfg.alternate_flip, not cfg.alternate_flip or cfg.flip, "true only with flip = true")
+    _check("tta_shift", cfg.tta_shift, 0 <= cfg.tta_shift <= 8, "an integer 0..8 (pixels)")
+    _check("tta_shift", cfg.tta_shift, not cfg.tta_shift or cfg.tta, "0 unless tta = true")
     _check("nesterov", cfg.nesterov, not cfg.nesterov or cfg.momentum > 0, "true only with momentum > 0")
     _check("crop_padding", cfg.crop_padding, 0 <= cfg.crop_padding <= 16, "an integer 0..16")
     _check(

@@ -162,3 +162,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def meter_dtype(device: torch.device) -> torch.dtype:
     """float64 sums keep a whole epoch's loss exact to the last digit shown; MPS has no float64."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work: otherwise a GPU timing measures the queueing, not the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import TrainConfig, resolve_config
 from ..data.cifar10 import CIFAR10
-from ..device import choose_policy
+from ..device import choose_policy, sync
 from ..inference.evaluate import evaluate
 from ..model import AlexNet
 from ..report.flops import training_flops_per_image
@@ -54,14 +54,6 @@ class Timing:
 
     def spread(self) -> str:
         return f"{min(self.images_per_s):8.0f} - {max(self.images_per_s):8.0f}"
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work: otherwise a GPU timing measures the queueing, not the work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def timed(fn: Callable[[], int], device: torch.device) -> float:

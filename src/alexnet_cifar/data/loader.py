@@ -11,6 +11,7 @@ import torch
 # The lesson's normalisation (x/255 - 0.5) / 0.5, as one fused multiply-add: x * 2/255 - 1.
 PIXEL_SCALE = 2.0 / 255.0
 PIXEL_SHIFT = -1.0
+ALTERNATE_KEY = -1  # the epoch-independent generator key of alternating flips (epochs key from 0 up)
 
 
 def normalize(
@@ -34,6 +35,7 @@ class Augment:
 
     crop_padding: int = 0  # pixels of zero padding for a random 32x32 crop; 0 = no crop
     flip: bool = False  # random horizontal flip with probability 1/2
+    alternate_flip: bool = False  # with flip: each image flips on alternate epochs (a random half in epoch 0)
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,17 @@ class DeviceLoader:
         shifts = flips = None
         if self.augment.crop_padding > 0:
             shifts = torch.randint(0, 2 * self.augment.crop_padding + 1, (n, 2), generator=gen).to(self.device)
-        if self.augment.flip:
+        if self.augment.flip and self.augment.alternate_flip:
+            flips = self.alternating_flips()[order].to(self.device)
+        elif self.augment.flip:
             flips = (torch.rand(n, generator=gen) < 0.5).to(self.device)
         return EpochPlan(order.to(self.device), shifts, flips)
+
+    def alternating_flips(self) -> torch.Tensor:
+        """(N,) bool per image, not per position: a random half of the images (drawn once per seed)
+        flip in even epochs, the other half in odd ones, so every two epochs show each image both ways."""
+        first = torch.Generator().manual_seed(self.seed * 1_000_003 + ALTERNATE_KEY)
+        return (torch.rand(len(self.labels), generator=first) < 0.5) ^ bool(self.epoch % 2)
 
     def order(self) -> torch.Tensor:
         """This epoch's sample indices, on the device."""

@@ -19,10 +19,22 @@ from ..training.metrics import Meter
 TEST_BATCH = 256  # inference over the test set: the batch size `alexnet-cifar evaluate` and reports use
 
 
-def classify(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
-    """Logits; with `tta`, the mean of the logits of each image and its horizontal mirror."""
-    logits = model(images)
-    return (logits + model(images.flip(3))) / 2 if tta else logits
+def classify(model: nn.Module, images: torch.Tensor, tta: bool = False, shift: int = 0) -> torch.Tensor:
+    """Logits; with `tta`, the mean of the logits of each image and its horizontal mirror. With a
+    `shift` too, that mean counts half, and the same for the image shifted by `shift` pixels up-left
+    and down-right (edges reflected) a quarter each: 6 forward passes (airbench's multi-view TTA)."""
+    if not tta:
+        return model(images)
+    mirrored = (model(images) + model(images.flip(3))) / 2
+    if not shift:
+        return mirrored
+    padded = nn.functional.pad(images, (shift,) * 4, mode="reflect")
+    size = images.shape[-1]
+    up_left = padded[..., 2 * shift :, 2 * shift :]  # content moves up and left by `shift`
+    down_right = padded[..., :size, :size]
+    views = [(v, v.flip(3)) for v in (up_left, down_right)]
+    shifted = sum((model(v) + model(m)) / 2 for v, m in views) / 2
+    return (mirrored + shifted) / 2
 
 
 @torch.inference_mode()
@@ -33,6 +45,7 @@ def evaluate(
     *,
     autocast: torch.dtype | None = None,
     tta: bool = False,
+    tta_shift: int = 0,
     max_batches: int | None = None,
 ) -> Meter:
     """Loss and accuracy over `loader` (its first `max_batches` batches), left on the device in a Meter;
@@ -41,14 +54,14 @@ def evaluate(
     meter = Meter(loader.device)
     for images, labels in itertools.islice(loader, max_batches):
         with autocast_to(loader.device, autocast):
-            logits = classify(model, images, tta)
+            logits = classify(model, images, tta, tta_shift)
         meter.update(criterion(logits.float(), labels), logits, labels)
     return meter
 
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, loader: DeviceLoader, *, tta: bool = False, show_progress: bool = False
+    model: nn.Module, loader: DeviceLoader, *, tta: bool = False, tta_shift: int = 0, show_progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 logits and labels of the whole split, on the CPU; with `tta`, the mean of the logits
     of each image and its horizontal mirror."""
@@ -56,18 +69,24 @@ def predict_logits(
     all_logits, all_labels = [], []
     batches = progress_bar(None, "evaluate", show_progress, unit="batch", iterable=loader, unit_scale=False)
     for images, labels in batches:
-        logits = classify(model, images, tta).float()
+        logits = classify(model, images, tta, tta_shift).float()
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
 def logits_on_test_set(
-    model: nn.Module, data: CIFAR10, device: torch.device, *, tta: bool = False, show_progress: bool = False
+    model: nn.Module,
+    data: CIFAR10,
+    device: torch.device,
+    *,
+    tta: bool = False,
+    tta_shift: int = 0,
+    show_progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`predict_logits` over the whole test set, in batches of TEST_BATCH held on `device`."""
     loader = DeviceLoader(data.test.images, data.test.labels, TEST_BATCH, device=device, channels_last=True)
-    return predict_logits(model, loader, tta=tta, show_progress=show_progress)
+    return predict_logits(model, loader, tta=tta, tta_shift=tta_shift, show_progress=show_progress)
 
 
 @dataclass(frozen=True)
@@ -114,8 +133,14 @@ def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: S
 
 
 def report_on_test_set(
-    model: nn.Module, data: CIFAR10, device: torch.device, *, tta: bool = False, show_progress: bool = False
+    model: nn.Module,
+    data: CIFAR10,
+    device: torch.device,
+    *,
+    tta: bool = False,
+    tta_shift: int = 0,
+    show_progress: bool = False,
 ) -> ClassificationReport:
     """The full report of `alexnet-cifar evaluate`: the model over the whole test set."""
-    logits, labels = logits_on_test_set(model, data, device, tta=tta, show_progress=show_progress)
+    logits, labels = logits_on_test_set(model, data, device, tta=tta, tta_shift=tta_shift, show_progress=show_progress)
     return classification_report(logits, labels, data.classes)

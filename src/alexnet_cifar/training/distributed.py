@@ -55,6 +55,11 @@ def any_rank_each(flags: torch.Tensor) -> list[bool]:
     return [bool(f) for f in all_reduce(flags, dist.ReduceOp.MAX).tolist()]
 
 
+def max_each(values: torch.Tensor) -> list[float]:
+    """Each value's maximum over ranks (one all-reduce): the slowest rank's timings, for a plan all share."""
+    return [float(v) for v in all_reduce(values.float(), dist.ReduceOp.MAX).tolist()]
+
+
 def weights_agree(model: nn.Module, device: torch.device) -> bool:
     """Whether every rank holds the same weights (min and max of a checksum over ranks)."""
     total = sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(model.parameters()))

@@ -30,12 +30,13 @@ from ..config import TrainConfig
 from ..data.cifar10 import CIFAR10, data_fingerprint, hold_out
 from ..data.loader import DeviceLoader, Shard
 from ..device import DevicePolicy, autocast, choose_policy, select_device, set_deterministic
-from ..errors import Interrupted, NonFiniteLoss, UserError
+from ..errors import Interrupted, NonFiniteLoss, UsageError, UserError
 from ..inference.evaluate import evaluate
 from ..progress import POSTFIX_EVERY, progress_bar
-from . import distributed
+from . import budget, distributed
 from .metrics import EpochRecord, Meter
 from .ranks import DistInfo, from_environment
+from .schedule import total_steps
 from .signals import EXIT_CODES, StopOnSignal
 from .trainer import Progress, Trainer, build_trainer, make_loaders, restore, rng_state, weights_finite
 
@@ -147,6 +148,7 @@ def fit(
     """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch.
     Under torchrun every rank calls this; only rank 0 writes into `run`. `stop`: signal handlers the
     caller installed earlier (so a signal during start-up is not lost); else fit installs its own."""
+    began = time.perf_counter()  # a time budget counts from here
     fitted = hold_out(data, cfg.valid_split) if cfg.valid_split else data  # a split too big: refused here
     if resume is not None:
         check_same_data(resume, fitted, run)  # before anything is written
@@ -157,14 +159,23 @@ def fit(
         torch.set_num_threads(cfg.threads)
     set_deterministic(cfg.deterministic)
     policy.apply()
+    planned = None
+    if cfg.time_budget and not cfg.steps:  # a resumed budget run has its steps already
+        test_images = len(data.test) if cfg.valid_split else 0
+        cfg, planned = budget.plan(cfg, fitted, test_images, (device, info, policy), began + cfg.time_budget)
     if info.is_main and resume is None:  # first, so that the folder is recognisably a run of this tool
         record_start(run, cfg, data, Runtime(device, info, policy))
     handler = run.attach_log() if info.is_main else None
     clean = False  # whether every rank leaves at the same point (a finish, or a stop they agreed on)
     try:
+        if planned is not None:
+            log.info(budget_plan(cfg, planned))
         with contextlib.nullcontext(stop) if stop is not None else StopOnSignal() as handlers:
             runtime = Runtime(device, info, policy, handlers, show_progress and info.is_main)
             history = Session(cfg, data, run, runtime, resume).train()
+        if planned is not None:
+            used = time.perf_counter() - began
+            log.info(f"time budget {cfg.time_budget:g} s: used {used:.1f} s ({used / cfg.time_budget:.0%})")
         clean = True
         return history
     except (Interrupted, NonFiniteLoss):  # the ranks agreed on these: they leave together
@@ -205,7 +216,10 @@ class Session:
         # with a validation split, the loaders see the training images less it, and it in the test set's place
         self.fit_data = hold_out(data, cfg.valid_split) if cfg.valid_split else data
         self.train_loader, self.test_loader = make_loaders(cfg, self.fit_data, self.device, self.info, self.started_on)
-        self.trainer = build_trainer(cfg, self.device, len(self.train_loader), self.info, runtime.policy)
+        steps_per_epoch = len(self.train_loader)
+        self.total_steps = check_steps(cfg, steps_per_epoch)
+        images = self.fit_data.train.images if cfg.whiten else None
+        self.trainer = build_trainer(cfg, self.device, steps_per_epoch, self.info, runtime.policy, images)
         self.state = Progress(world_size=self.started_on)
         stop = self.should_stop
         self.check = agreed_check(stop, self.device) if self.info.enabled else local_check(stop)
@@ -282,10 +296,19 @@ class Session:
         self.train_loader.set_epoch(state.epoch)
         meter = Meter.from_state(state.meter, self.device, ranks=self.info.world_size)
         meter.batches = state.batch  # this rank's place in the epoch (a saved count is summed over ranks)
-        with progress_bar(len(self.fit_data.train), f"epoch {state.epoch}", self.show_progress) as bar:
+        # the run's last epoch may stop short: a time budget's steps need not fill it
+        end = min(len(self.train_loader), self.total_steps - state.epoch * len(self.train_loader))
+        images = min(len(self.fit_data.train), end * self.train_loader.global_batch)
+        with progress_bar(images, f"epoch {state.epoch}", self.show_progress) as bar:
             bar.update(meter.samples)
             result = train_one_epoch(
-                self.trainer, self.train_loader, start=state.batch, meter=meter, check=self.check, bar=bar
+                self.trainer,
+                self.train_loader,
+                start=state.batch,
+                max_batches=end - state.batch,
+                meter=meter,
+                check=self.check,
+                bar=bar,
             )
         state.step += result.meter.batches - state.batch
         if result.outcome is Outcome.DIVERGED:
@@ -338,7 +361,8 @@ class Session:
         train_loss, train_acc = train.all_reduce().result(cfg.lesson_metrics)  # the epoch's one host sync
         train_seconds = time.perf_counter() - start
         model, criterion = trainer.eval_model(), trainer.criterion
-        valid = evaluate(model, self.test_loader, criterion, autocast=trainer.autocast, tta=cfg.tta)
+        views = {"tta": cfg.tta, "tta_shift": cfg.tta_shift}
+        valid = evaluate(model, self.test_loader, criterion, autocast=trainer.autocast, **views)
         valid_loss, valid_acc = valid.all_reduce().result(cfg.lesson_metrics)
         return EpochRecord(
             epoch=self.state.epoch,
@@ -381,7 +405,8 @@ class Session:
         where = {"device": self.device, "channels_last": cfg.channels_last}
         shard = Shard(self.info.rank, self.info.world_size)
         loader = DeviceLoader(test.images, test.labels, cfg.test_batch_size, **where, shard=shard)
-        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, autocast=trainer.autocast, tta=cfg.tta)
+        views = {"tta": cfg.tta, "tta_shift": cfg.tta_shift}
+        meter = evaluate(trainer.eval_model(), loader, trainer.criterion, autocast=trainer.autocast, **views)
         loss, acc = meter.all_reduce().result(cfg.lesson_metrics)
         log.info(f"Test Loss: {loss:f}, Test Acc: {acc:f} (the test set, once, with the final weights)")
         if self.info.is_main:
@@ -397,6 +422,14 @@ class Session:
         return f"{what} (lr {lr:g}): {DIVERGED_HINT}; the last good checkpoint {self.run.last} is kept"
 
 
+def budget_plan(cfg: TrainConfig, speed: budget.Speed) -> str:
+    return (
+        f"time budget {cfg.time_budget:g} s: {cfg.steps:,} steps ({cfg.epochs} epochs, the last one maybe partial) at "
+        f"{speed.step * 1000:.1f} ms per step and {speed.per_epoch:.2f} s per evaluation and its files, measured now; "
+        f"warm-up {cfg.warmup_epochs:.3g} epochs"
+    )
+
+
 def started_on(resume: dict[str, Any] | None, run: RunDir, info: DistInfo) -> int:
     """How many processes the run started on: they set its global batch, which a resume keeps on
     however many processes it runs now. Checkpoints from before this was saved: config.json says."""
@@ -404,6 +437,17 @@ def started_on(resume: dict[str, Any] | None, run: RunDir, info: DistInfo) -> in
         return info.world_size
     saved = resume["progress"].get("world_size") or run.info_or_empty().get("environment", {}).get("world_size")
     return saved if isinstance(saved, int) and saved >= 1 else info.world_size
+
+
+def check_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The run's optimizer steps; `steps` must end inside the last of `epochs`."""
+    if cfg.steps and not (cfg.epochs - 1) * steps_per_epoch < cfg.steps <= cfg.epochs * steps_per_epoch:
+        need = math.ceil(cfg.steps / steps_per_epoch)
+        raise UsageError(
+            f"steps = {cfg.steps} does not end in epoch {cfg.epochs} ({steps_per_epoch} steps per epoch); "
+            f"set epochs = {need}, or steps = 0 to train whole epochs"
+        )
+    return total_steps(cfg, steps_per_epoch)
 
 
 def check_same_data(resume: dict[str, Any], data: CIFAR10, run: RunDir) -> None:

@@ -60,4 +60,9 @@ def resume_config(saved: dict[str, Any], asked: dict[str, Any]) -> TrainConfig:
             f"resuming with {key} = {changed[key]!r}, but the run used {key} = {getattr(cfg, key, None)!r}; "
             f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume: start a new run for other changes"
         )
+    if cfg.steps and "epochs" in changed:
+        raise UsageError(
+            f"this run's length is fixed at {cfg.steps} steps ({cfg.epochs} epochs; a time budget or the steps "
+            "field set it), so --epochs cannot extend it: start a new run"
+        )
     return resolve_config(cfg.recipe, saved, changed)

@@ -23,7 +23,22 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str, final: 
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))  # cosine
 
 
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps over the run: `steps` when set (a time budget sets it), else whole epochs."""
+    return cfg.steps or cfg.epochs * steps_per_epoch
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
-    total = cfg.epochs * steps_per_epoch
+    """One factor per parameter group; a third group (conv1 with a frozen start) gets 0 until
+    `whiten_freeze_epochs` have passed, then the same factor as the rest."""
+    total = total_steps(cfg, steps_per_epoch)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    return LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, cfg.schedule, cfg.final_lr))
+    frozen_until = round(cfg.whiten_freeze_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        return lr_factor(step, total, warmup, cfg.schedule, cfg.final_lr)
+
+    def held(step: int) -> float:
+        return 0.0 if step < frozen_until else factor(step)
+
+    return LambdaLR(optimizer, [factor, factor, held][: len(optimizer.param_groups)])

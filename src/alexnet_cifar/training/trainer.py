@@ -22,13 +22,22 @@ from ..errors import UserError
 from ..model import AlexNet
 from . import distributed
 from .ema import EMA
+from .initialise import init_dirac, init_whitening
 from .ranks import DistInfo
 from .schedule import build_scheduler
 
 
-def build_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
+def build_model(cfg: TrainConfig, device: torch.device, train_images: torch.Tensor | None = None) -> nn.Module:
+    """The lesson's network with the seed's weights; `train_images` (uint8) for a whitened conv1."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every run of a seed
-    model = AlexNet().to(device)
+    model = AlexNet()
+    if cfg.whiten:
+        if train_images is None:
+            raise ValueError("whiten = true needs the training images")
+        init_whitening(model.conv1[0], train_images, cfg.whiten_eps)
+    if cfg.dirac:
+        init_dirac(model.conv2[0])
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -41,10 +50,14 @@ def compiled(model: nn.Module, enabled: bool) -> nn.Module:
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD; weight decay applies to weight matrices and kernels only, never to biases."""
-    decay = [p for p in model.parameters() if p.dim() > 1]
+    """SGD; weight decay applies to weight matrices and kernels only, never to biases. With a frozen
+    start for conv1, its kernels are a third group, whose schedule holds them still at first."""
+    frozen = [model.conv1[0].weight] if cfg.whiten_freeze_epochs else []
+    decay = [p for p in model.parameters() if p.dim() > 1 and all(p is not f for f in frozen)]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if frozen:
+        groups.append({"params": frozen, "weight_decay": cfg.weight_decay})
     return torch.optim.SGD(groups, lr=peak_lr(cfg), momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
@@ -117,10 +130,12 @@ def build_trainer(
     steps_per_epoch: int,
     info: DistInfo = DistInfo(),
     policy: DevicePolicy | None = None,
+    train_images: torch.Tensor | None = None,
 ) -> Trainer:
-    """The trainer for `cfg` on `device`; `policy` defaults to the device's (device.choose_policy)."""
+    """The trainer for `cfg` on `device`; `policy` defaults to the device's (device.choose_policy);
+    `train_images` (uint8) for initialisations that read the data (whitening)."""
     policy = policy or choose_policy(device, cfg.amp, cfg.compile, cfg.deterministic)
-    model = build_model(cfg, device)
+    model = build_model(cfg, device, train_images)
     optimizer = build_optimizer(cfg, model)
     step_model = compiled(distributed.wrap(model, info, device), policy.compile)
     return Trainer(
@@ -153,7 +168,7 @@ def make_loaders(
     started_on = started_on or info.world_size
     batch_size = rank_batch_size(cfg.batch_size * started_on, info.world_size, len(data.train), started_on)
     where = {"device": device, "channels_last": cfg.channels_last, "shard": Shard(info.rank, info.world_size)}
-    augment = Augment(cfg.crop_padding, cfg.flip)
+    augment = Augment(cfg.crop_padding, cfg.flip, cfg.alternate_flip)
     # distributed runs drop the last partial batch: the ranks must step together
     sampling = Sampling(shuffle=True, seed=cfg.seed, augment=augment, drop_last=started_on > 1)
     train = DeviceLoader(data.train.images, data.train.labels, batch_size, sampling=sampling, **where)

@@ -1,0 +1,174 @@
+"""A time budget: how many optimizer steps fit in the seconds a user gives.
+
+    alexnet-cifar train --recipe best --time-budget 5m
+
+At start-up the run times a few steps and evaluation batches on a throwaway model (same config,
+same device, the epoch's first batches), then fixes `steps` once: training, each epoch's
+evaluation and the final test pass end within the budget. The recipe's schedule (warm-up, decay to
+zero) is stretched over those steps. The resolved config is saved with the run, so a resume trains
+the same steps and never measures again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..artifacts.checkpoint import save_checkpoint
+from ..config import TrainConfig
+from ..data.cifar10 import CIFAR10
+from ..data.loader import DeviceLoader
+from ..device import DevicePolicy, autocast, sync
+from ..errors import UserError
+from ..inference.evaluate import evaluate
+from . import distributed
+from .ranks import DistInfo
+from .trainer import Trainer, build_trainer, make_loaders
+
+UNTIMED_STEPS = 3  # the first steps pay for allocations and kernel choice (and compilation, if on)
+TIMED_STEPS = 20  # about half a second of a CPU's training: enough for a steady mean
+TIMED_EVAL_BATCHES = 3
+FILES_PER_EPOCH = 3
+PLANNED_SHARE = 0.97  # of the seconds left; checkpoints, logging and timing noise take the rest
+
+
+@dataclass(frozen=True)
+class Speed:
+    """What a run's time goes to, measured at start-up."""
+
+    step: float  # seconds per optimizer step
+    evaluation: float  # seconds per evaluation pass (each epoch's Valid columns)
+    test: float  # seconds of the final pass over the test set (0 without a validation split)
+    checkpoint: float = 0.0  # seconds to write one checkpoint (each epoch writes last.pt, maybe best.pt,
+    # kernels.pt and a metrics row: counted as FILES_PER_EPOCH checkpoints)
+
+    @property
+    def per_epoch(self) -> float:
+        """Each epoch's cost besides its steps: the evaluation and the files."""
+        return self.evaluation + FILES_PER_EPOCH * self.checkpoint
+
+    @property
+    def at_end(self) -> float:
+        """The run's last costs: the test pass and model.pt."""
+        return self.test + self.checkpoint
+
+
+def steps_within(seconds: float, speed: Speed, steps_per_epoch: int) -> int:
+    """The most steps whose training, one evaluation (and its files) per epoch begun and the run's
+    end fit in `seconds`; 0 if not even one step does."""
+
+    def fits(steps: int) -> bool:
+        epochs = -(-steps // steps_per_epoch)
+        return steps * speed.step + epochs * speed.per_epoch + speed.at_end <= seconds + 1e-9
+
+    room = seconds - speed.at_end
+    whole = steps_per_epoch * speed.step + speed.per_epoch  # one full epoch
+    # the most epochs of which the last still gets one step, then the steps that fit beside their evaluations
+    epochs = max(0, math.floor((room - speed.step + steps_per_epoch * speed.step) / whole))
+    steps = max(0, min(epochs * steps_per_epoch, math.floor((room - epochs * speed.per_epoch) / speed.step)))
+    while fits(steps + 1):  # floating-point division can land one off either way
+        steps += 1
+    while steps and not fits(steps):
+        steps -= 1
+    return steps
+
+
+def stretch(cfg: TrainConfig, steps: int, steps_per_epoch: int) -> TrainConfig:
+    """`cfg` trained for `steps`: the epochs that takes (the last one maybe partial), and the warm-up
+    and conv1's frozen start kept at the same fraction of the run as in the recipe."""
+    length = steps / steps_per_epoch  # in epochs, fractional
+    ratio = length / cfg.epochs
+    return dataclasses.replace(
+        cfg,
+        steps=steps,
+        epochs=math.ceil(length),
+        warmup_epochs=cfg.warmup_epochs * ratio,
+        whiten_freeze_epochs=cfg.whiten_freeze_epochs * ratio,
+    )
+
+
+def plan(
+    cfg: TrainConfig,
+    data: CIFAR10,
+    test_images: int,
+    runtime: tuple[torch.device, DistInfo, DevicePolicy],
+    deadline: float,
+) -> tuple[TrainConfig, Speed]:
+    """The config with `steps` set to what fits before `deadline` (a time.perf_counter() value) at the
+    speed measured now. `data`: what the run trains and validates on; `test_images`: the final test
+    pass's (0: none)."""
+    device, info, policy = runtime
+    train, valid = make_loaders(cfg, data, device, info)
+    speed = measure(cfg, train, valid, test_images, device, info, policy)
+    left = deadline - time.perf_counter()  # start-up and the measurement are spent already
+    steps = steps_within(left * PLANNED_SHARE, speed, len(train))
+    if steps == 0:
+        need = speed.step + speed.per_epoch + speed.at_end
+        spent = cfg.time_budget - left
+        raise UserError(
+            f"time budget {cfg.time_budget:g} s is too short: {spent:.1f} s went to start-up and one step and one "
+            f"evaluation take about {need:.1f} s more here; give at least {spent + 2 * need + 1:.0f}s"
+        )
+    return stretch(cfg, steps, len(train)), speed
+
+
+def measure(
+    cfg: TrainConfig,
+    train: DeviceLoader,
+    valid: DeviceLoader,
+    test_images: int,
+    device: torch.device,
+    info: DistInfo,
+    policy: DevicePolicy,
+) -> Speed:
+    """Seconds per step and per evaluation pass, on a throwaway trainer of the same config (its
+    model is built from the seed like the real one, and nothing it does reaches the run).
+    Distributed: the slowest rank's figures, so every rank plans the same steps."""
+    # the same speed without the data-dependent start (whitening reads thousands of images)
+    trainer = build_trainer(dataclasses.replace(cfg, whiten=False), device, len(train), info, policy)
+    model = trainer.step_model
+    model.train()
+    batches = train.batches()
+    timings = []
+    for i in range(min(UNTIMED_STEPS + TIMED_STEPS, len(train))):
+        images, labels = next(batches)
+        sync(device)
+        start = time.perf_counter()
+        with autocast(device, trainer.autocast):
+            loss = trainer.criterion(model(images), labels)
+        trainer.step(loss)
+        sync(device)
+        if i >= UNTIMED_STEPS or len(train) <= UNTIMED_STEPS:
+            timings.append(time.perf_counter() - start)
+    step = sum(timings) / len(timings)
+    per_image = eval_seconds_per_image(trainer, valid, cfg)
+    n_valid = len(valid.labels) / valid.world_size
+    figures = [step, per_image * n_valid, per_image * test_images / valid.world_size, checkpoint_seconds(trainer)]
+    return Speed(*distributed.max_each(torch.tensor(figures, device=device)))
+
+
+def checkpoint_seconds(trainer: Trainer) -> float:
+    """Seconds to write one checkpoint as a run does (serialise, write, fsync, rename), into a
+    temporary folder that goes with it."""
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        save_checkpoint(Path(folder) / "probe.pt", trainer.state_dict())
+        return time.perf_counter() - start
+
+
+def eval_seconds_per_image(trainer: Trainer, valid: DeviceLoader, cfg: TrainConfig) -> float:
+    """Evaluation seconds per image (with the run's test-time augmentation), after one untimed batch."""
+    views = {"autocast": trainer.autocast, "tta": cfg.tta, "tta_shift": cfg.tta_shift}
+    evaluate(trainer.eval_model(), valid, trainer.criterion, max_batches=1, **views)
+    batches = min(TIMED_EVAL_BATCHES, len(valid))
+    sync(valid.device)
+    start = time.perf_counter()
+    meter = evaluate(trainer.eval_model(), valid, trainer.criterion, max_batches=batches, **views)
+    meter.result()  # waits for the device
+    return (time.perf_counter() - start) / meter.samples

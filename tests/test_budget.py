@@ -1,0 +1,162 @@
+"""A time budget: the step arithmetic, the schedule laid over the steps, and resume without re-measuring."""
+
+import argparse
+import csv
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alexnet_cifar.cli import duration
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.errors import UsageError
+from alexnet_cifar.training import budget
+from alexnet_cifar.training.budget import Speed, steps_within, stretch
+from alexnet_cifar.training.resume import resume_config
+
+from .conftest import assert_one_line_error, run_cli, stop_after, tiny_fit, write_fake_cifar
+
+
+def cost(steps: int, speed: Speed, steps_per_epoch: int) -> float:
+    """What `steps` cost, computed directly: every step, one evaluation and its files per epoch begun, the end."""
+    return steps * speed.step + math.ceil(steps / steps_per_epoch) * speed.per_epoch + speed.at_end
+
+
+SPEED = Speed(step=0.1, evaluation=1.0, test=2.0)  # no file costs: the hand-worked cases below
+
+
+@pytest.mark.parametrize(
+    ("seconds", "steps"),
+    [
+        (3.0, 0),  # the test pass and one evaluation take it all
+        (5.0, 10),  # one full epoch of 10; an eleventh step would cost another evaluation
+        (10.0, 40),  # 4 s of steps + 4 evaluations + the test
+        (10.5, 40),  # 41 steps would need a fifth evaluation: 4.1 + 5 + 2 = 11.1 s
+        (11.5, 45),  # half of a fifth epoch: 4.5 + 5 + 2
+    ],
+)
+def test_steps_within_hand_worked_budgets(seconds, steps):
+    assert steps_within(seconds, SPEED, steps_per_epoch=10) == steps
+
+
+@given(
+    seconds=st.floats(0.0, 500.0),
+    step=st.floats(0.001, 2.0),
+    evaluation=st.floats(0.0, 20.0),
+    test=st.floats(0.0, 20.0),
+    checkpoint=st.floats(0.0, 1.0),
+    steps_per_epoch=st.integers(1, 60),
+)
+def test_steps_within_is_the_most_that_fits(seconds, step, evaluation, test, checkpoint, steps_per_epoch):
+    speed = Speed(step, evaluation, test, checkpoint)
+    n = steps_within(seconds, speed, steps_per_epoch)
+    assert n >= 0
+    if n:
+        assert cost(n, speed, steps_per_epoch) <= seconds + 1e-9
+    assert cost(n + 1, speed, steps_per_epoch) > seconds - 1e-9
+
+
+def test_stretch_keeps_the_schedule_shape():
+    cfg = resolve_config("best", {"whiten": True, "whiten_freeze_epochs": 6.0})  # 60 epochs, 1 of warm-up
+    long = stretch(cfg, steps=4500, steps_per_epoch=1000)
+    assert (long.steps, long.epochs) == (4500, 5)  # the fifth epoch is half trained
+    assert long.warmup_epochs == pytest.approx(4.5 / 60) and long.whiten_freeze_epochs == pytest.approx(0.45)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("45", 45)])
+def test_durations(text, seconds):
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "0", "0s", "-5m", "31d", "1000h"])
+def test_bad_durations_say_what_is_allowed(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="duration|allowed"):
+        duration(text)
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """A measured speed of 0.2 s per step and nothing else: the plan no longer depends on this machine."""
+    monkeypatch.setattr(budget, "measure", lambda *a, **k: Speed(step=0.2, evaluation=0.0, test=0.0))
+
+
+def rows(run) -> list[dict[str, str]]:
+    with open(run.path / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_budget_fixes_the_steps_and_lays_the_schedule_over_them(tmp_path, slow_steps, caplog):
+    fast = {"schedule": "linear", "warmup_epochs": 1.0, "epochs": 4, "threads": 1}
+    with caplog.at_level("INFO", logger="alexnet_cifar"):
+        history, run = tiny_fit(tmp_path, time_budget=5.0, **fast)  # 200 images in batches of 16: 13 steps an epoch
+    cfg = json.loads((run.path / "config.json").read_text())["config"]
+    steps = cfg["steps"]
+    assert 15 <= steps <= 24  # about 0.97 x (5 s - start-up) / 0.2 s: more than one epoch, less than two
+    assert cfg["epochs"] == len(history) == 2 and cfg["time_budget"] == 5.0
+    assert cfg["warmup_epochs"] == pytest.approx(steps / 13 / 4)  # 1 of the recipe's 4 epochs, stretched
+    progress = torch.load(run.last, weights_only=False)["progress"]
+    assert progress["step"] == steps  # the last epoch stopped short, on the planned step
+    assert float(rows(run)[-1]["lr"]) == 0.0  # the linear decay reached zero exactly there
+    assert f"time budget 5 s: {steps:,} steps (2 epochs" in caplog.text and "time budget 5 s: used" in caplog.text
+
+    # the same config with the steps written out trains the same batches to the same weights
+    explicit = {k: cfg[k] for k in ("steps", "epochs", "warmup_epochs")}
+    _, again = tiny_fit(tmp_path, "again", **{**fast, **explicit})
+    plain = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rows(run)]
+    assert plain == [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rows(again)]
+    assert all(torch.equal(a, b) for a, b in zip(run_weights(run), run_weights(again), strict=True))
+
+
+def run_weights(run) -> list[torch.Tensor]:
+    return list(torch.load(run.weights, weights_only=True).values())
+
+
+def test_a_resumed_budget_run_keeps_its_steps_and_does_not_measure_again(tmp_path, slow_steps, monkeypatch):
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training.loop import fit
+    from alexnet_cifar.training.resume import open_resume
+
+    _, whole = tiny_fit(tmp_path, "whole", time_budget=5.0, threads=1)
+    saved = json.loads((whole.path / "config.json").read_text())["config"]
+    cfg = resolve_config("seed", {**saved, "time_budget": 0.0})  # same steps, no budget: what resume must equal
+    data = load_cifar10(tmp_path / "data")
+    run = RunDir.create(tmp_path / "cut")
+    with pytest.raises(Interrupted):
+        fit(resolve_config("seed", saved), data, run, show_progress=False, stop=stop_after(16))  # epoch 1
+    monkeypatch.setattr(budget, "measure", lambda *a, **k: pytest.fail("a resume measured the speed again"))
+    resume = open_resume(run.path, {})
+    assert resume.config.steps == cfg.steps
+    fit(resume.config, data, resume.run, resume=resume.state, show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(run_weights(whole), run_weights(run), strict=True))
+
+
+def test_a_budget_run_cannot_be_extended_by_epochs():
+    saved = resolve_config("seed", {"steps": 20, "epochs": 2, "time_budget": 5.0}).to_dict()
+    with pytest.raises(UsageError, match="length is fixed at 20 steps"):
+        resume_config(saved, {"epochs": 5})
+
+
+def test_steps_outside_the_last_epoch_are_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"steps = 40 does not end in epoch 2 \(13 steps per epoch\); set epochs = 4"):
+        tiny_fit(tmp_path, steps=40, epochs=2)
+
+
+def test_a_budget_too_short_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(budget, "measure", lambda *a, **k: Speed(step=1.0, evaluation=5.0, test=0.0))
+    data = write_fake_cifar(tmp_path / "data")
+    code, _, err = run_cli(
+        capsys, "train", "--data-dir", data, "--run-dir", tmp_path / "run", "--time-budget", "4s", "--quiet"
+    )
+    assert_one_line_error(code, err, "time budget 4 s is too short", "give at least")
+
+
+def test_time_budget_values():
+    assert resolve_config("fast", {"time_budget": 300}).time_budget == 300.0
+    for bad in (-1, float("nan"), 1e9):
+        with pytest.raises(UsageError, match="time_budget"):
+            resolve_config("seed", {"time_budget": bad})
