@@ -5,7 +5,7 @@ import torch
 
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.loader import normalize
-from alexnet_cifar.training.initialise import patch_moment, whitening_filters
+from alexnet_cifar.training.initialise import conv1_whitening, patch_moment, whitening_filters
 from alexnet_cifar.training.trainer import build_model
 
 from .conftest import tiny_fit
@@ -56,14 +56,14 @@ def test_build_model_whitens_conv1_and_adds_the_identity_to_conv2():
     images = smooth_images()
     plain = build_model(resolve_config("seed", {"channels_last": False}), torch.device("cpu"))
     cfg = resolve_config("seed", {"channels_last": False, "whiten": True, "dirac": True, "whiten_eps": 0.1})
-    model = build_model(cfg, torch.device("cpu"), images)
+    model = build_model(cfg, torch.device("cpu"), conv1_whitening(images, 0.1))
     assert torch.allclose(model.conv1[0].weight, whitening_filters(images, 5, 64, 0.1))
     assert not model.conv1[0].bias.any()
     identity = torch.zeros(64, 64, 5, 5)
     identity[range(64), range(64), 2, 2] = 1
     assert torch.allclose(model.conv2[0].weight - plain.conv2[0].weight, identity)
     assert torch.equal(model.fc1[0].weight, plain.fc1[0].weight)  # the rest is the seed's own
-    with pytest.raises(ValueError, match="needs the training images"):
+    with pytest.raises(ValueError, match="needs the whitening filters"):
         build_model(cfg, torch.device("cpu"))
 
 

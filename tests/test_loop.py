@@ -213,7 +213,7 @@ def test_a_stop_never_saves_a_non_finite_meter():
     """A stop comes between the loss checks (every 50 batches): when it does, the loss is checked
     too, since the stop saves the epoch's sums. Under float16 the weights can stay finite after a
     non-finite loss (the scaler skips that step), so the weights alone would not tell."""
-    from alexnet_cifar.training.loop import Outcome, local_check
+    from alexnet_cifar.training.epoch import Outcome, local_check
     from alexnet_cifar.training.metrics import Meter
 
     meter = Meter(torch.device("cpu"))
@@ -244,7 +244,7 @@ def test_the_ranks_check_every_ten_batches_and_at_the_end_for_both_flags():
     """agreed_check's rules, in one process (its all-reduce is then the identity): it looks only at
     every STOP_CHECK_EVERY-th batch and the last; a non-finite loss wins over a stop; a stop at the
     last batch waits for the next epoch."""
-    from alexnet_cifar.training.loop import STOP_CHECK_EVERY, Outcome, agreed_check
+    from alexnet_cifar.training.epoch import STOP_CHECK_EVERY, Outcome, agreed_check
     from alexnet_cifar.training.metrics import Meter
 
     cpu = torch.device("cpu")

@@ -9,7 +9,7 @@ import torch
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.data.loader import DeviceLoader, Sampling
-from alexnet_cifar.training.loop import train_one_epoch
+from alexnet_cifar.training.epoch import train_one_epoch
 from alexnet_cifar.training.schedule import lr_factor
 from alexnet_cifar.training.trainer import build_trainer
 

@@ -18,7 +18,7 @@ from ..device import choose_policy, sync
 from ..inference.evaluate import evaluate
 from ..model import AlexNet
 from ..report.flops import training_flops_per_image
-from ..training.loop import train_one_epoch
+from ..training.epoch import train_one_epoch
 from ..training.trainer import build_trainer, make_loaders
 from .lesson import lesson_eval_step, lesson_loader, lesson_train_step
 

@@ -24,15 +24,16 @@ from ..artifacts.checkpoint import save_checkpoint
 from ..config import TrainConfig
 from ..data.cifar10 import CIFAR10
 from ..data.loader import DeviceLoader
-from ..device import DevicePolicy, autocast, sync
+from ..device import DevicePolicy, sync
 from ..errors import UserError
 from ..inference.evaluate import evaluate
 from . import distributed
+from .epoch import train_one_epoch
 from .ranks import DistInfo
 from .trainer import Trainer, build_trainer, make_loaders
 
 UNTIMED_STEPS = 3  # the first steps pay for allocations and kernel choice (and compilation, if on)
-TIMED_STEPS = 20  # about half a second of a CPU's training: enough for a steady mean
+TIMED_STEPS = 40  # about a second of a CPU's training: enough for a steady mean
 TIMED_EVAL_BATCHES = 3
 FILES_PER_EPOCH = 3
 PLANNED_SHARE = 0.97  # of the seconds left; checkpoints, logging and timing noise take the rest
@@ -132,21 +133,15 @@ def measure(
     Distributed: the slowest rank's figures, so every rank plans the same steps."""
     # the same speed without the data-dependent start (whitening reads thousands of images)
     trainer = build_trainer(dataclasses.replace(cfg, whiten=False), device, len(train), info, policy)
-    model = trainer.step_model
-    model.train()
-    batches = train.batches()
-    timings = []
-    for i in range(min(UNTIMED_STEPS + TIMED_STEPS, len(train))):
-        images, labels = next(batches)
-        sync(device)
-        start = time.perf_counter()
-        with autocast(device, trainer.autocast):
-            loss = trainer.criterion(model(images), labels)
-        trainer.step(loss)
-        sync(device)
-        if i >= UNTIMED_STEPS or len(train) <= UNTIMED_STEPS:
-            timings.append(time.perf_counter() - start)
-    step = sum(timings) / len(timings)
+    # through the training loop itself: batches, forward, step, metrics and checks, as the run will
+    untimed = min(UNTIMED_STEPS, len(train) - 1)
+    if untimed:
+        train_one_epoch(trainer, train, max_batches=untimed)
+    sync(device)
+    start = time.perf_counter()
+    done = train_one_epoch(trainer, train, start=untimed, max_batches=TIMED_STEPS).meter.batches - untimed
+    sync(device)
+    step = (time.perf_counter() - start) / done
     per_image = eval_seconds_per_image(trainer, valid, cfg)
     n_valid = len(valid.labels) / valid.world_size
     figures = [step, per_image * n_valid, per_image * test_images / valid.world_size, checkpoint_seconds(trainer)]

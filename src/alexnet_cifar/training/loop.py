@@ -12,129 +12,43 @@ restores every piece of state, so the final weights equal an uninterrupted run's
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import math
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ..artifacts.checkpoint import save_checkpoint, save_weights
 from ..artifacts.run_dir import RunDir
 from ..config import TrainConfig
 from ..data.cifar10 import CIFAR10, data_fingerprint, hold_out
 from ..data.loader import DeviceLoader, Shard
-from ..device import DevicePolicy, autocast, choose_policy, select_device, set_deterministic
+from ..device import DevicePolicy, choose_policy, select_device, set_deterministic
 from ..errors import Interrupted, NonFiniteLoss, UsageError, UserError
 from ..inference.evaluate import evaluate
-from ..progress import POSTFIX_EVERY, progress_bar
+from ..progress import progress_bar
 from . import budget, distributed
+from .epoch import (
+    NAN_CHECK_EVERY,
+    STOP_CHECK_EVERY,
+    EpochResult,
+    Outcome,
+    agreed_check,
+    local_check,
+    train_one_epoch,
+)
+from .initialise import conv1_whitening
 from .metrics import EpochRecord, Meter
 from .ranks import DistInfo, from_environment
 from .schedule import total_steps
 from .signals import EXIT_CODES, StopOnSignal
-from .trainer import Progress, Trainer, build_trainer, make_loaders, restore, rng_state, weights_finite
+from .trainer import Progress, build_trainer, make_loaders, restore, rng_state, weights_finite
 
 log = logging.getLogger("alexnet_cifar")
-STOP_CHECK_EVERY = 10  # batches between the ranks' agreement on a signal, in distributed runs
-NAN_CHECK_EVERY = 50  # batches between reads of the on-device non-finite flag (a host sync on GPUs)
 DIVERGED_HINT = "the learning rate is likely too high for this batch size or recipe; try a smaller --lr"
-
-
-class Outcome(enum.Enum):
-    FINISHED = "finished"  # every batch of the epoch (or of max_batches) was trained
-    STOPPED = "stopped"  # a signal asked for it after a batch
-    DIVERGED = "diverged"  # a loss was NaN or infinite (the weights in memory are not saved after it)
-
-
-@dataclass
-class EpochResult:
-    outcome: Outcome
-    meter: Meter  # the epoch's sums so far; `.batches` says how far it got
-
-
-Check = Callable[[Meter, int, bool], "Outcome | None"]
-
-
-def train_one_epoch(
-    trainer: Trainer,
-    loader: DeviceLoader,
-    *,
-    max_batches: int | None = None,
-    start: int = 0,
-    meter: Meter | None = None,
-    check: Check | None = None,
-    bar: tqdm | None = None,
-) -> EpochResult:
-    """Train over the loader's epoch from batch `start`, and say how the epoch ended. Before each
-    step, `check(meter, batch, last)` may end the epoch: at once on a non-finite loss, after the
-    step on a stop (default: `local_check()`, which never stops)."""
-    model = trainer.step_model
-    model.train()
-    meter = meter or Meter(loader.device)
-    check = check or local_check()
-    end = len(loader) if max_batches is None else min(len(loader), start + max_batches)
-    for i, (images, labels) in enumerate(loader.batches(start), start):
-        with autocast(loader.device, trainer.autocast):
-            logits = model(images)
-            loss = trainer.criterion(logits, labels)
-        meter.update(loss, logits, labels)
-        last = i + 1 == end
-        verdict = check(meter, i, last)
-        if verdict is Outcome.DIVERGED:  # before the step: a non-finite loss never reaches the weights
-            return EpochResult(verdict, meter)
-        trainer.step(loss)
-        show(bar, meter, i, len(labels))
-        if verdict is Outcome.STOPPED:
-            return EpochResult(verdict, meter)
-        if last:
-            break
-    return EpochResult(Outcome.FINISHED, meter)
-
-
-def local_check(stop: Callable[[], bool] | None = None) -> Check:
-    """One process's check: the loss every NAN_CHECK_EVERY batches and at the end (each a host sync
-    on GPUs), and `stop` at every batch but the epoch's last."""
-
-    def check(meter: Meter, batch: int, last: bool) -> Outcome | None:
-        if (last or (batch + 1) % NAN_CHECK_EVERY == 0) and not meter.finite():
-            return Outcome.DIVERGED
-        if not last and stop is not None and stop():  # a stop saves the meter: it must be finite
-            return Outcome.STOPPED if meter.finite() else Outcome.DIVERGED
-        return None
-
-    return check
-
-
-def agreed_check(stop: Callable[[], bool], device: torch.device) -> Check:
-    """Every rank's check in a distributed run: one all-reduce every STOP_CHECK_EVERY batches and at
-    the end carries both flags, so all ranks leave at the same batch (a rank that left alone would
-    leave the others blocked in the next gradient all-reduce)."""
-
-    def check(meter: Meter, batch: int, last: bool) -> Outcome | None:
-        if not last and (batch + 1) % STOP_CHECK_EVERY:
-            return None
-        asked = torch.tensor(int(stop()), dtype=torch.int32, device=device)
-        stopping, diverged = distributed.any_rank_each(torch.stack([asked, (~meter.finite_flag()).int()]))
-        if diverged:
-            return Outcome.DIVERGED
-        return Outcome.STOPPED if stopping and not last else None
-
-    return check
-
-
-def show(bar: tqdm | None, meter: Meter, batch: int, images: int) -> None:
-    """Advance the progress bar; the running loss costs a host sync, so only every POSTFIX_EVERY batches."""
-    if bar is None or bar.disable:
-        return
-    bar.update(images)
-    if (batch + 1) % POSTFIX_EVERY == 0:
-        bar.set_postfix(loss=f"{meter.running_loss():.3f}", refresh=False)
 
 
 def fit(
@@ -159,6 +73,8 @@ def fit(
         torch.set_num_threads(cfg.threads)
     set_deterministic(cfg.deterministic)
     policy.apply()
+    # whitening reads thousands of images (seconds): once, before a budget is planned around it
+    whitening = conv1_whitening(fitted.train.images, cfg.whiten_eps) if cfg.whiten else None
     planned = None
     if cfg.time_budget and not cfg.steps:  # a resumed budget run has its steps already
         test_images = len(data.test) if cfg.valid_split else 0
@@ -172,7 +88,7 @@ def fit(
             log.info(budget_plan(cfg, planned))
         with contextlib.nullcontext(stop) if stop is not None else StopOnSignal() as handlers:
             runtime = Runtime(device, info, policy, handlers, show_progress and info.is_main)
-            history = Session(cfg, data, run, runtime, resume).train()
+            history = Session(cfg, data, run, runtime, resume, whitening).train()
         if planned is not None:
             used = time.perf_counter() - began
             log.info(f"time budget {cfg.time_budget:g} s: used {used:.1f} s ({used / cfg.time_budget:.0%})")
@@ -205,7 +121,13 @@ class Session:
     """One process's part of a run: the loaders, the trainer and where the run stands."""
 
     def __init__(
-        self, cfg: TrainConfig, data: CIFAR10, run: RunDir, runtime: Runtime, resume: dict[str, Any] | None = None
+        self,
+        cfg: TrainConfig,
+        data: CIFAR10,
+        run: RunDir,
+        runtime: Runtime,
+        resume: dict[str, Any] | None = None,
+        whitening: torch.Tensor | None = None,
     ) -> None:
         self.cfg, self.data, self.run = cfg, data, run
         self.runtime = runtime
@@ -218,8 +140,7 @@ class Session:
         self.train_loader, self.test_loader = make_loaders(cfg, self.fit_data, self.device, self.info, self.started_on)
         steps_per_epoch = len(self.train_loader)
         self.total_steps = check_steps(cfg, steps_per_epoch)
-        images = self.fit_data.train.images if cfg.whiten else None
-        self.trainer = build_trainer(cfg, self.device, steps_per_epoch, self.info, runtime.policy, images)
+        self.trainer = build_trainer(cfg, self.device, steps_per_epoch, self.info, runtime.policy, whitening)
         self.state = Progress(world_size=self.started_on)
         stop = self.should_stop
         self.check = agreed_check(stop, self.device) if self.info.enabled else local_check(stop)

@@ -27,14 +27,15 @@ from .ranks import DistInfo
 from .schedule import build_scheduler
 
 
-def build_model(cfg: TrainConfig, device: torch.device, train_images: torch.Tensor | None = None) -> nn.Module:
-    """The lesson's network with the seed's weights; `train_images` (uint8) for a whitened conv1."""
+def build_model(cfg: TrainConfig, device: torch.device, whitening: torch.Tensor | None = None) -> nn.Module:
+    """The lesson's network with the seed's weights; with `whiten`, conv1 takes the `whitening`
+    filters (initialise.conv1_whitening of the training images)."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every run of a seed
     model = AlexNet()
     if cfg.whiten:
-        if train_images is None:
-            raise ValueError("whiten = true needs the training images")
-        init_whitening(model.conv1[0], train_images, cfg.whiten_eps)
+        if whitening is None:
+            raise ValueError("whiten = true needs the whitening filters of the training images")
+        init_whitening(model.conv1[0], whitening)
     if cfg.dirac:
         init_dirac(model.conv2[0])
     model = model.to(device)
@@ -130,12 +131,12 @@ def build_trainer(
     steps_per_epoch: int,
     info: DistInfo = DistInfo(),
     policy: DevicePolicy | None = None,
-    train_images: torch.Tensor | None = None,
+    whitening: torch.Tensor | None = None,
 ) -> Trainer:
     """The trainer for `cfg` on `device`; `policy` defaults to the device's (device.choose_policy);
-    `train_images` (uint8) for initialisations that read the data (whitening)."""
+    `whitening`: conv1's filters when `cfg.whiten` (build_model)."""
     policy = policy or choose_policy(device, cfg.amp, cfg.compile, cfg.deterministic)
-    model = build_model(cfg, device, train_images)
+    model = build_model(cfg, device, whitening)
     optimizer = build_optimizer(cfg, model)
     step_model = compiled(distributed.wrap(model, info, device), policy.compile)
     return Trainer(
