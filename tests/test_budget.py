@@ -160,3 +160,28 @@ def test_time_budget_values():
     for bad in (-1, float("nan"), 1e9):
         with pytest.raises(UsageError, match="time_budget"):
             resolve_config("seed", {"time_budget": bad})
+
+
+def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch):
+    """A clock that moves one second per optimizer step and stands still otherwise: one second a step."""
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.device import choose_policy
+    from alexnet_cifar.training.ranks import DistInfo
+    from alexnet_cifar.training.trainer import Trainer, make_loaders
+
+    now = [0.0]
+    real_step = Trainer.step
+
+    def step(self, loss):
+        now[0] += 1.0
+        real_step(self, loss)
+
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    monkeypatch.setattr(Trainer, "step", step)
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=128, n_test=20))  # 40 batches of 16
+    cfg = resolve_config("seed", {"batch_size": 16, "device": "cpu"})
+    cpu = torch.device("cpu")
+    train, valid = make_loaders(cfg, data, cpu)
+    speed = budget.measure(cfg, train, valid, 0, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
+    assert speed.step == 1.0 and speed.evaluation == 0.0 and speed.test == 0.0
+    assert now[0] == min(len(train), budget.UNTIMED_STEPS + budget.TIMED_STEPS)  # the untimed steps ran too

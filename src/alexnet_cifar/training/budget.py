@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter as clock
 
 import torch
 
@@ -32,7 +32,7 @@ from .epoch import train_one_epoch
 from .ranks import DistInfo
 from .trainer import Trainer, build_trainer, make_loaders
 
-UNTIMED_STEPS = 3  # the first steps pay for allocations and kernel choice (and compilation, if on)
+UNTIMED_STEPS = 15  # the first steps pay for allocations and kernel choice (and compilation, if on)
 TIMED_STEPS = 40  # about a second of a CPU's training: enough for a steady mean
 TIMED_EVAL_BATCHES = 3
 FILES_PER_EPOCH = 3
@@ -107,7 +107,7 @@ def plan(
     device, info, policy = runtime
     train, valid = make_loaders(cfg, data, device, info)
     speed = measure(cfg, train, valid, test_images, device, info, policy)
-    left = deadline - time.perf_counter()  # start-up and the measurement are spent already
+    left = deadline - clock()  # start-up and the measurement are spent already
     steps = steps_within(left * PLANNED_SHARE, speed, len(train))
     if steps == 0:
         need = speed.step + speed.per_epoch + speed.at_end
@@ -138,10 +138,10 @@ def measure(
     if untimed:
         train_one_epoch(trainer, train, max_batches=untimed)
     sync(device)
-    start = time.perf_counter()
-    done = train_one_epoch(trainer, train, start=untimed, max_batches=TIMED_STEPS).meter.batches - untimed
+    start = clock()
+    done = train_one_epoch(trainer, train, start=untimed, max_batches=TIMED_STEPS).meter.batches  # a new meter
     sync(device)
-    step = (time.perf_counter() - start) / done
+    step = (clock() - start) / done
     per_image = eval_seconds_per_image(trainer, valid, cfg)
     n_valid = len(valid.labels) / valid.world_size
     figures = [step, per_image * n_valid, per_image * test_images / valid.world_size, checkpoint_seconds(trainer)]
@@ -152,9 +152,9 @@ def checkpoint_seconds(trainer: Trainer) -> float:
     """Seconds to write one checkpoint as a run does (serialise, write, fsync, rename), into a
     temporary folder that goes with it."""
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
+        start = clock()
         save_checkpoint(Path(folder) / "probe.pt", trainer.state_dict())
-        return time.perf_counter() - start
+        return clock() - start
 
 
 def eval_seconds_per_image(trainer: Trainer, valid: DeviceLoader, cfg: TrainConfig) -> float:
@@ -163,7 +163,7 @@ def eval_seconds_per_image(trainer: Trainer, valid: DeviceLoader, cfg: TrainConf
     evaluate(trainer.eval_model(), valid, trainer.criterion, max_batches=1, **views)
     batches = min(TIMED_EVAL_BATCHES, len(valid))
     sync(valid.device)
-    start = time.perf_counter()
+    start = clock()
     meter = evaluate(trainer.eval_model(), valid, trainer.criterion, max_batches=batches, **views)
     meter.result()  # waits for the device
-    return (time.perf_counter() - start) / meter.samples
+    return (clock() - start) / meter.samples
