@@ -36,8 +36,8 @@ SPLIT = 5000
 VARIANTS: dict[str, tuple[str, dict]] = {
     "seed": ("seed", {}),
     "fast": ("fast", {}),
+    "fast-plain": ("fast", {"whiten": False}),  # fast before whitening
     "best": ("best", {}),
-    "whiten": ("best", {"whiten": True}),
 }
 
 

@@ -162,8 +162,10 @@ def test_time_budget_values():
             resolve_config("seed", {"time_budget": bad})
 
 
-def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch):
-    """A clock that moves one second per optimizer step and stands still otherwise: one second a step."""
+@pytest.mark.parametrize(("budget_s", "steps_run"), [(0, 55), (10_000, 115)])
+def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch, budget_s, steps_run):
+    """A clock that moves one second per optimizer step and stands still otherwise: one second a
+    step. A longer budget times more steps (1% of it: 100 s of 1-second steps, after 15 untimed)."""
     from alexnet_cifar.data.cifar10 import load_cifar10
     from alexnet_cifar.device import choose_policy
     from alexnet_cifar.training.ranks import DistInfo
@@ -178,10 +180,10 @@ def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch
 
     monkeypatch.setattr(budget, "clock", lambda: now[0])
     monkeypatch.setattr(Trainer, "step", step)
-    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=128, n_test=20))  # 40 batches of 16
-    cfg = resolve_config("seed", {"batch_size": 16, "device": "cpu"})
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=128, n_test=20))
+    cfg = resolve_config("seed", {"batch_size": 4, "device": "cpu", "time_budget": budget_s})  # 160 batches
     cpu = torch.device("cpu")
     train, valid = make_loaders(cfg, data, cpu)
     speed = budget.measure(cfg, train, valid, 0, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
     assert speed.step == 1.0 and speed.evaluation == 0.0 and speed.test == 0.0
-    assert now[0] == min(len(train), budget.UNTIMED_STEPS + budget.TIMED_STEPS)  # the untimed steps ran too
+    assert now[0] == steps_run  # the untimed steps ran too

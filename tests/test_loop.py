@@ -209,23 +209,6 @@ def test_summary_line():
     assert summarise(rows) == "3 epochs in 6.0 s (2.00 s/epoch); valid acc peak 0.6000 at epoch 1, last 0.5000"
 
 
-def test_a_stop_never_saves_a_non_finite_meter():
-    """A stop comes between the loss checks (every 50 batches): when it does, the loss is checked
-    too, since the stop saves the epoch's sums. Under float16 the weights can stay finite after a
-    non-finite loss (the scaler skips that step), so the weights alone would not tell."""
-    from alexnet_cifar.training.epoch import Outcome, local_check
-    from alexnet_cifar.training.metrics import Meter
-
-    meter = Meter(torch.device("cpu"))
-    check = local_check(lambda: True)
-    assert check(meter, 3, False) is Outcome.STOPPED
-    assert check(meter, 3, True) is None  # the epoch's last batch: it ends, the next epoch stops
-    meter.sums[0] = float("nan")
-    assert check(meter, 3, False) is Outcome.DIVERGED
-    assert local_check(lambda: False)(meter, 3, False) is None  # between checks, with no stop
-    assert local_check(lambda: False)(meter, 49, False) is Outcome.DIVERGED
-
-
 def test_a_resume_of_a_checkpoint_without_its_process_count_reads_config_json(tmp_path):
     from alexnet_cifar.artifacts.run_dir import RunDir
     from alexnet_cifar.training.loop import started_on
@@ -238,22 +221,3 @@ def test_a_resume_of_a_checkpoint_without_its_process_count_reads_config_json(tm
     assert started_on(resume, run, DistInfo()) == 8
     assert started_on({"progress": {"world_size": 4}}, run, DistInfo()) == 4
     assert started_on(None, run, DistInfo(world_size=2)) == 2
-
-
-def test_the_ranks_check_every_ten_batches_and_at_the_end_for_both_flags():
-    """agreed_check's rules, in one process (its all-reduce is then the identity): it looks only at
-    every STOP_CHECK_EVERY-th batch and the last; a non-finite loss wins over a stop; a stop at the
-    last batch waits for the next epoch."""
-    from alexnet_cifar.training.epoch import STOP_CHECK_EVERY, Outcome, agreed_check
-    from alexnet_cifar.training.metrics import Meter
-
-    cpu = torch.device("cpu")
-    meter, asked = Meter(cpu), []
-    check = agreed_check(lambda: asked.append(1) or True, cpu)
-    assert [check(meter, b, False) for b in range(STOP_CHECK_EVERY)] == [None] * 9 + [Outcome.STOPPED]
-    assert len(asked) == 1  # the signal flag is read only when the ranks meet
-    assert check(meter, 3, True) is None  # the last batch: the epoch ends, the next one stops
-    meter.sums[0] = float("inf")
-    assert check(meter, 4, False) is None  # between meetings nothing is read
-    assert check(meter, 19, False) is Outcome.DIVERGED
-    assert agreed_check(lambda: False, cpu)(meter, 7, True) is Outcome.DIVERGED

@@ -33,7 +33,9 @@ from .ranks import DistInfo
 from .trainer import Trainer, build_trainer, make_loaders
 
 UNTIMED_STEPS = 15  # the first steps pay for allocations and kernel choice (and compilation, if on)
-TIMED_STEPS = 40  # about a second of a CPU's training: enough for a steady mean
+TIMED_STEPS = 40  # at least: about a second of a CPU's training
+MAX_TIMED_STEPS = 400
+MEASURED_SHARE = 0.01  # of the budget spent timing steps, between TIMED_STEPS and MAX_TIMED_STEPS
 TIMED_EVAL_BATCHES = 3
 FILES_PER_EPOCH = 3
 PLANNED_SHARE = 0.97  # of the seconds left; checkpoints, logging and timing noise take the rest
@@ -135,11 +137,15 @@ def measure(
     trainer = build_trainer(dataclasses.replace(cfg, whiten=False), device, len(train), info, policy)
     # through the training loop itself: batches, forward, step, metrics and checks, as the run will
     untimed = min(UNTIMED_STEPS, len(train) - 1)
+    start = clock()
     if untimed:
         train_one_epoch(trainer, train, max_batches=untimed)
     sync(device)
+    rough = (clock() - start) / max(1, untimed)
+    # a longer budget affords a longer, steadier measurement: about 1% of it
+    timed = min(MAX_TIMED_STEPS, max(TIMED_STEPS, round(MEASURED_SHARE * cfg.time_budget / max(rough, 1e-6))))
     start = clock()
-    done = train_one_epoch(trainer, train, start=untimed, max_batches=TIMED_STEPS).meter.batches  # a new meter
+    done = train_one_epoch(trainer, train, start=untimed, max_batches=timed).meter.batches  # a new meter
     sync(device)
     step = (clock() - start) / done
     per_image = eval_seconds_per_image(trainer, valid, cfg)

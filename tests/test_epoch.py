@@ -1,0 +1,54 @@
+"""How an epoch ends: the checks between batches, alone and across ranks, and a partial epoch."""
+
+import torch
+
+from alexnet_cifar.config import resolve_config
+from alexnet_cifar.data.cifar10 import load_cifar10
+from alexnet_cifar.training.epoch import STOP_CHECK_EVERY, Outcome, agreed_check, local_check, train_one_epoch
+from alexnet_cifar.training.metrics import Meter
+from alexnet_cifar.training.trainer import build_trainer, make_loaders
+
+from .conftest import write_fake_cifar
+
+
+def test_a_stop_never_saves_a_non_finite_meter():
+    """A stop comes between the loss checks (every 50 batches): when it does, the loss is checked
+    too, since the stop saves the epoch's sums. Under float16 the weights can stay finite after a
+    non-finite loss (the scaler skips that step), so the weights alone would not tell."""
+    meter = Meter(torch.device("cpu"))
+    check = local_check(lambda: True)
+    assert check(meter, 3, False) is Outcome.STOPPED
+    assert check(meter, 3, True) is None  # the epoch's last batch: it ends, the next epoch stops
+    meter.sums[0] = float("nan")
+    assert check(meter, 3, False) is Outcome.DIVERGED
+    assert local_check(lambda: False)(meter, 3, False) is None  # between checks, with no stop
+    assert local_check(lambda: False)(meter, 49, False) is Outcome.DIVERGED
+
+
+def test_the_ranks_check_every_ten_batches_and_at_the_end_for_both_flags():
+    """agreed_check's rules, in one process (its all-reduce is then the identity): it looks only at
+    every STOP_CHECK_EVERY-th batch and the last; a non-finite loss wins over a stop; a stop at the
+    last batch waits for the next epoch."""
+    cpu = torch.device("cpu")
+    meter, asked = Meter(cpu), []
+    check = agreed_check(lambda: asked.append(1) or True, cpu)
+    assert [check(meter, b, False) for b in range(STOP_CHECK_EVERY)] == [None] * 9 + [Outcome.STOPPED]
+    assert len(asked) == 1  # the signal flag is read only when the ranks meet
+    assert check(meter, 3, True) is None  # the last batch: the epoch ends, the next one stops
+    meter.sums[0] = float("inf")
+    assert check(meter, 4, False) is None  # between meetings nothing is read
+    assert check(meter, 19, False) is Outcome.DIVERGED
+    assert agreed_check(lambda: False, cpu)(meter, 7, True) is Outcome.DIVERGED
+
+
+def test_max_batches_ends_the_epoch_early_and_counts_what_it_trained(tmp_path):
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=40, n_test=10))  # 13 batches of 16
+    cfg = resolve_config("seed", {"batch_size": 16, "lr": 0.02, "device": "cpu", "channels_last": False})
+    cpu = torch.device("cpu")
+    train, _ = make_loaders(cfg, data, cpu)
+    trainer = build_trainer(cfg, cpu, len(train))
+    result = train_one_epoch(trainer, train, start=2, max_batches=5)
+    assert result.outcome is Outcome.FINISHED and result.meter.batches == 5 and result.meter.samples == 80
+    assert trainer.scheduler.last_epoch == 5  # five optimizer steps
+    rest = train_one_epoch(trainer, train, start=7)
+    assert rest.meter.batches == 6 and rest.meter.samples == 200 - 7 * 16
