@@ -7,8 +7,9 @@
 A table lives in README.md or docs/RESULTS.md between `<!-- table:KIND -->` and `<!-- end table -->`;
 `write` replaces what is between the markers with the table made from docs/runs/*.json (small
 summaries of runs, kept in the repo instead of the runs). tests/test_tables.py runs `check`.
-Kinds: `groups` (each variant and budget over its seeds: test accuracy with its 95% interval) and
-`runs` (every recorded run, with the command and commit that made it).
+Kinds: `groups` (each variant and budget over its seeds: test accuracy with its 95% interval),
+`headline` (the same for runs of a recipe's own epochs) and `runs` (every recorded run, with the
+commit that made it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def group_key(s: dict) -> tuple[str, float]:
     return s["variant"], s["time_budget"]
 
 
+def headline_table(summaries: list[dict]) -> str:
+    """groups_table of the runs that trained their recipe's own epochs (no time budget)."""
+    return groups_table([s for s in summaries if not s["time_budget"]])
+
+
 def groups_table(summaries: list[dict]) -> str:
     """One row per variant and budget: its seeds' test accuracy (mean, 95% CI, range) and wall time."""
     groups: dict[tuple[str, float], list[dict]] = {}
@@ -60,18 +66,19 @@ def groups_table(summaries: list[dict]) -> str:
 
 def runs_table(summaries: list[dict]) -> str:
     lines = [
-        "| run | seed | test acc | last valid acc | wall s | epochs | steps | date | commit |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| run | seed | test acc | last valid acc | wall s | of budget | epochs | steps | date | commit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for s in sorted(summaries, key=lambda s: (s["variant"], s["time_budget"], s["seed"])):
+        used = f"{100 * s['wall_s'] / s['time_budget']:.0f}%" if s["time_budget"] else ""
         lines.append(
-            f"| {s['name']} | {s['seed']} | {s['test_acc']:.4f} | {s['valid_acc']:.4f} | {s['wall_s']:.1f} "
+            f"| {s['name']} | {s['seed']} | {s['test_acc']:.4f} | {s['valid_acc']:.4f} | {s['wall_s']:.1f} | {used} "
             f"| {s['epochs']} | {s['steps'] or ''} | {s['date']} | {s['commit']} |"
         )
     return "\n".join(lines)
 
 
-KINDS = {"groups": groups_table, "runs": runs_table}
+KINDS = {"headline": headline_table, "groups": groups_table, "runs": runs_table}
 
 
 def render(text: str, summaries: list[dict]) -> str:
@@ -121,7 +128,7 @@ def summary_of(run: Path, variant: str, command: str) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="action", required=True)
     rec = sub.add_parser("record", help="summaries of finished run directories into docs/runs/")
     rec.add_argument("runs", nargs="+", type=Path)
     rec.add_argument("--variant", help="the group name in the tables (default: the run's recipe)")
@@ -129,13 +136,13 @@ def main() -> int:
     sub.add_parser("write", help="regenerate the marked tables")
     sub.add_parser("check", help="exit 1 if a marked table is out of date")
     args = p.parse_args()
-    if args.command == "record":
+    if args.action == "record":
         for run in args.runs:
             cfg = json.loads((run / "config.json").read_text())["config"]
             summary = summary_of(run, args.variant or cfg["recipe"], args.command)
             (SUMMARIES / f"{run.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
         return 0
-    if args.command == "write":
+    if args.action == "write":
         summaries = read_summaries()
         for doc in DOCS:
             doc.write_text(render(doc.read_text(), summaries))

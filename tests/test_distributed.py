@@ -182,3 +182,17 @@ def metrics(run: Path) -> list[float]:
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return [float(r[k]) for r in rows for k in ("train_loss", "train_acc", "valid_loss", "valid_acc")]
+
+
+def test_a_time_budget_under_torchrun_plans_one_number_of_steps_for_every_rank(data_dir, tmp_path):
+    """Each rank measures its own speed and reads its own clock; they must still train the same
+    steps, or one rank would wait for the other's gradients for ever."""
+    run = tmp_path / "run"
+    args = ("--data-dir", str(data_dir), "--run-dir", str(run), "--batch-size", "16", "--time-budget", "12s")
+    done = torchrun(*args, *COMMON)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert cfg["steps"] > 0 and cfg["time_budget"] == 12.0
+    assert "all 2 ranks hold identical weights: yes" in done.stdout
+    progress = torch.load(run / "last.pt", weights_only=False)["progress"]
+    assert progress["step"] == cfg["steps"]

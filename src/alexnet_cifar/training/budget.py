@@ -2,9 +2,10 @@
 
     alexnet-cifar train --recipe best --time-budget 5m
 
-At start-up the run times a few steps and evaluation batches on a throwaway model (same config,
-same device, the epoch's first batches), then fixes `steps` once: training, each epoch's
-evaluation and the final test pass end within the budget. The recipe's schedule (warm-up, decay to
+At start-up the run times steps (about 1% of the budget, the median of 10-step blocks) and a few
+evaluation batches on a throwaway model (same config, same device, the epoch's first batches), then
+fixes `steps` once: training, each epoch's evaluation and files, and the final test pass end within
+the budget. The recipe's schedule (warm-up, decay to
 zero) is stretched over those steps. The resolved config is saved with the run, so a resume trains
 the same steps and never measures again.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +37,10 @@ from .trainer import Trainer, build_trainer, make_loaders
 UNTIMED_STEPS = 15  # the first steps pay for allocations and kernel choice (and compilation, if on)
 TIMED_STEPS = 40  # at least: about a second of a CPU's training
 MAX_TIMED_STEPS = 400
+BLOCK_STEPS = 10  # steps per timed block
 MEASURED_SHARE = 0.01  # of the budget spent timing steps, between TIMED_STEPS and MAX_TIMED_STEPS
 TIMED_EVAL_BATCHES = 3
-FILES_PER_EPOCH = 3
+FILES_PER_EPOCH = 3  # last.pt, best.pt and kernels.pt, each about a checkpoint's cost
 PLANNED_SHARE = 0.97  # of the seconds left; checkpoints, logging and timing noise take the rest
 
 
@@ -110,7 +113,8 @@ def plan(
     train, valid = make_loaders(cfg, data, device, info)
     speed = measure(cfg, train, valid, test_images, device, info, policy)
     left = deadline - clock()  # start-up and the measurement are spent already
-    steps = steps_within(left * PLANNED_SHARE, speed, len(train))
+    # every rank plans from the same figures, but its own clock: the ranks take the smallest plan
+    steps = distributed.least(steps_within(left * PLANNED_SHARE, speed, len(train)), device)
     if steps == 0:
         need = speed.step + speed.per_epoch + speed.at_end
         spent = cfg.time_budget - left
@@ -144,14 +148,25 @@ def measure(
     rough = (clock() - start) / max(1, untimed)
     # a longer budget affords a longer, steadier measurement: about 1% of it
     timed = min(MAX_TIMED_STEPS, max(TIMED_STEPS, round(MEASURED_SHARE * cfg.time_budget / max(rough, 1e-6))))
-    start = clock()
-    done = train_one_epoch(trainer, train, start=untimed, max_batches=timed).meter.batches  # a new meter
-    sync(device)
-    step = (clock() - start) / done
+    step = statistics.median(timed_blocks(trainer, train, untimed, min(timed, len(train) - untimed)))
     per_image = eval_seconds_per_image(trainer, valid, cfg)
     n_valid = len(valid.labels) / valid.world_size
     figures = [step, per_image * n_valid, per_image * test_images / valid.world_size, checkpoint_seconds(trainer)]
     return Speed(*distributed.max_each(torch.tensor(figures, device=device)))
+
+
+def timed_blocks(trainer: Trainer, train: DeviceLoader, start: int, steps: int) -> list[float]:
+    """Seconds per step of each block of BLOCK_STEPS steps from batch `start` on: their median
+    shrugs off a moment when the machine was busy elsewhere, which a mean would spread over the plan."""
+    blocks = []
+    for first in range(start, start + steps, BLOCK_STEPS):
+        n = min(BLOCK_STEPS, start + steps - first)
+        sync(train.device)
+        begin = clock()
+        done = train_one_epoch(trainer, train, start=first, max_batches=n).meter.batches  # a new meter: n
+        sync(train.device)
+        blocks.append((clock() - begin) / done)
+    return blocks
 
 
 def checkpoint_seconds(trainer: Trainer) -> float:

@@ -60,6 +60,11 @@ def max_each(values: torch.Tensor) -> list[float]:
     return [float(v) for v in all_reduce(values.float(), dist.ReduceOp.MAX).tolist()]
 
 
+def least(value: int, device: torch.device) -> int:
+    """The smallest of each rank's `value` (one all-reduce): a count every rank must share."""
+    return int(all_reduce(torch.tensor([value], dtype=torch.int64, device=device), dist.ReduceOp.MIN).item())
+
+
 def weights_agree(model: nn.Module, device: torch.device) -> bool:
     """Whether every rank holds the same weights (min and max of a checksum over ranks)."""
     total = sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(model.parameters()))
