@@ -141,7 +141,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax = fig.add_subplot()
     for variant, pts in points(read_summaries()).items():
         x, y, err = [p[0] / 60 for p in pts], [100 * p[1] for p in pts], [100 * p[2] for p in pts]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{variant} ({pts[0][3]} seeds per point)")
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{variant} (3-5 seeds a point)")
     for label, wall, acc, sd in REFERENCES:
         ax.errorbar([wall / 60], [100 * acc], yerr=[100 * sd], marker="s", mfc="none", capsize=3, ls="", label=label)
     ax.set_xscale("log")
@@ -149,7 +149,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.set_ylabel("test accuracy (%): mean of seeds, bar = sd")
     ax.axhline(70, color="grey", lw=0.8, ls=":")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(args.out)
     print(f"wrote {args.out}")

@@ -1,0 +1,30 @@
+"""benchmarks/frontier.py: the plot's points are the means of each variant's seeds at each budget."""
+
+import pytest
+
+from alexnet_cifar.config import resolve_config
+from frontier import VARIANTS, command, points
+
+
+def run(variant: str, budget: float, seed: int, acc: float, wall: float) -> dict:
+    return {"variant": variant, "time_budget": budget, "seed": seed, "test_acc": acc, "wall_s": wall}
+
+
+def test_points_average_the_seeds_of_each_budget_in_time_order():
+    summaries = [
+        run("best", 120, 0, 0.78, 119.0),
+        run("best", 60, 0, 0.70, 60.0),
+        run("best", 60, 1, 0.74, 62.0),
+        run("fast", 0, 0, 0.74, 41.0),
+    ]
+    curves = points(summaries)
+    assert curves["fast"] == [(41.0, 0.74, 0.0, 1)]
+    (wall, acc, sd, n), later = curves["best"]
+    assert (wall, n, later[0]) == (61.0, 2, 119.0)
+    assert acc == pytest.approx(0.72) and sd == pytest.approx(0.028284, abs=1e-6)
+
+
+def test_every_variant_is_a_valid_config_and_its_command_names_it():
+    for name, (recipe, overrides) in VARIANTS.items():
+        resolve_config(recipe, {**overrides, "valid_split": 5000, "time_budget": 60})
+        assert f"--variant {name} --seeds 3 --budget 60" in command(name, 3, 60)
