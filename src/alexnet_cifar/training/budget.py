@@ -186,5 +186,7 @@ def eval_seconds_per_image(trainer: Trainer, valid: DeviceLoader, cfg: TrainConf
     sync(valid.device)
     start = clock()
     meter = evaluate(trainer.eval_model(), valid, trainer.criterion, max_batches=batches, **views)
+    if not meter.samples:  # a rank whose share of a small split is empty: the other ranks' figures count
+        return 0.0
     meter.result()  # waits for the device
     return (clock() - start) / meter.samples
