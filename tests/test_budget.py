@@ -162,30 +162,104 @@ def test_time_budget_values():
             resolve_config("seed", {"time_budget": bad})
 
 
-@pytest.mark.parametrize(("budget_s", "steps_run"), [(0, 55), (10_000, 115)])
-def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch, budget_s, steps_run):
-    """A clock that moves one second per optimizer step and stands still otherwise: one second a
-    step, and a minute once, which the median of 10-step blocks ignores (a mean would make it 2.5 s
-    over 40 steps). A longer budget times more steps (1% of it: 100 s of 1-second steps)."""
+@pytest.mark.parametrize(
+    ("batch", "budget_s", "steps_run"),
+    [
+        (4, 0, 55),  # 15 untimed, then the least timed: 40 in 4 blocks
+        (4, 21_000, 120),  # 1% of 21,000 s at 2 s a step: 105 timed, the last block of 5
+        (64, 0, 10),  # an epoch of 10 batches: 9 untimed, 1 timed
+    ],
+)
+def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch, batch, budget_s, steps_run):
+    """A clock that moves two seconds per optimizer step and stands still otherwise: two seconds a
+    step, even when one step meets a busy machine (a minute), which the median of 10-step blocks
+    ignores. A longer budget times more steps (about 1% of it)."""
     from alexnet_cifar.data.cifar10 import load_cifar10
     from alexnet_cifar.device import choose_policy
     from alexnet_cifar.training.ranks import DistInfo
     from alexnet_cifar.training.trainer import Trainer, make_loaders
 
-    now, calls = [0.0], [0]
+    now, calls = [1000.0], [0]
     real_step = Trainer.step
 
     def step(self, loss):
         calls[0] += 1
-        now[0] += 60.0 if calls[0] == 30 else 1.0  # one step of the timed ones met a busy machine
+        now[0] += 60.0 if calls[0] == 30 else 2.0
         real_step(self, loss)
 
     monkeypatch.setattr(budget, "clock", lambda: now[0])
     monkeypatch.setattr(Trainer, "step", step)
     data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=128, n_test=20))
-    cfg = resolve_config("seed", {"batch_size": 4, "device": "cpu", "time_budget": budget_s})  # 160 batches
+    overrides = {"batch_size": batch, "device": "cpu", "time_budget": budget_s, "whiten": True}  # measured unwhitened
+    cfg = resolve_config("seed", overrides)
     cpu = torch.device("cpu")
     train, valid = make_loaders(cfg, data, cpu)
     speed = budget.measure(cfg, train, valid, 0, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
-    assert speed.step == 1.0 and speed.evaluation == 0.0 and speed.test == 0.0
-    assert calls[0] == steps_run  # the 15 untimed steps ran too
+    assert speed.step == 2.0 and speed.evaluation == 0.0 and speed.test == 0.0
+    assert calls[0] == steps_run  # the untimed steps ran too
+
+
+def test_measure_prices_evaluations_and_checkpoints_on_the_same_clock(tmp_path, monkeypatch):
+    """A millisecond per evaluated image and half a second per checkpoint written: the evaluation of
+    3 timed batches of 8 is scaled to the 40-image split and to the 100-image test set; one untimed
+    batch comes first; the checkpoint written is the trainer's whole state."""
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.device import choose_policy
+    from alexnet_cifar.training.ranks import DistInfo
+    from alexnet_cifar.training.trainer import make_loaders
+
+    now, evaluated, saved = [0.0], [], []
+    real_evaluate = budget.evaluate
+
+    def evaluate(*args, **kwargs):
+        meter = real_evaluate(*args, **kwargs)
+        evaluated.append(meter.samples)
+        now[0] += 0.001 * meter.samples
+        return meter
+
+    def save(path, state):
+        saved.append((path.name, sorted(state)))
+        now[0] += 0.5
+
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    monkeypatch.setattr(budget, "evaluate", evaluate)
+    monkeypatch.setattr(budget, "save_checkpoint", save)
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", n_test=40))
+    cfg = resolve_config("seed", {"batch_size": 16, "test_batch_size": 8, "device": "cpu"})
+    cpu = torch.device("cpu")
+    train, valid = make_loaders(cfg, data, cpu)
+    speed = budget.measure(cfg, train, valid, 100, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
+    assert evaluated == [8, 24]
+    assert speed.evaluation == pytest.approx(0.040) and speed.test == pytest.approx(0.100)
+    assert speed.checkpoint == 0.5 and saved == [("probe.pt", ["ema", "model", "optimizer", "scaler", "scheduler"])]
+
+
+def test_plan_measures_the_runs_own_loaders_and_fits_the_steps_before_the_deadline(tmp_path, monkeypatch):
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.device import choose_policy
+    from alexnet_cifar.errors import UserError
+    from alexnet_cifar.training.ranks import DistInfo
+
+    asked = []
+
+    def measure(cfg, train, valid, test_images, device, info, policy):
+        asked.append((cfg, len(train), train.batch_size, len(valid.labels), test_images, device, info, policy))
+        return Speed(step=0.5, evaluation=1.0, test=2.0)
+
+    monkeypatch.setattr(budget, "measure", measure)
+    monkeypatch.setattr(budget, "clock", lambda: 100.0)
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=40, n_test=30))  # 13 batches of 16
+    cfg = resolve_config("best", {"batch_size": 16, "device": "cpu", "time_budget": 20.0})
+    cpu, info = torch.device("cpu"), DistInfo()
+    policy = choose_policy(cpu, "off", False, False)
+    planned, speed = budget.plan(cfg, data, 50, (cpu, info, policy), deadline=120.0)
+    assert asked == [(cfg, 13, 16, 30, 50, cpu, info, policy)] and speed.step == 0.5
+    # 20 s left, 19.4 planned: the test's 2 s, then 13 steps (6.5 s) and an evaluation (1 s) an epoch:
+    # 2 epochs take 15 s, and the 2.4 s left buy a third epoch's evaluation and 2 steps
+    assert (planned.steps, planned.epochs) == (28, 3)
+    with pytest.raises(UserError) as caught:
+        budget.plan(cfg, data, 50, (cpu, info, policy), deadline=102.0)
+    assert str(caught.value) == (
+        "time budget 20 s is too short: 18.0 s went to start-up and one step and one evaluation take about "
+        "3.5 s more here; give at least 26s"
+    )

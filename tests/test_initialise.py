@@ -33,7 +33,10 @@ def test_whitened_patches_have_identity_covariance():
     assert (raw_moment.T @ raw_moment / len(raw_moment)).diagonal().std() > 0  # the input was not white
 
 
-def test_patch_moment_equals_a_direct_computation():
+def test_patch_moment_equals_a_direct_computation(monkeypatch):
+    from alexnet_cifar.training import initialise
+
+    monkeypatch.setattr(initialise, "CHUNK", 3)  # the sums of several chunks, as on real data
     images = smooth_images(7)
     x = normalize(images).double()
     patches = [x[i, :, r : r + 5, c : c + 5].flatten() for i in range(7) for r in range(28) for c in range(28)]
@@ -48,8 +51,11 @@ def test_eps_limits_the_gain_of_weak_directions():
 
 
 def test_too_many_filters_are_refused():
+    assert whitening_filters(smooth_images(2), 5, 150, 1e-3).shape == (150, 3, 5, 5)  # every direction, both signs
     with pytest.raises(ValueError, match="at most 150"):
         whitening_filters(smooth_images(2), 5, 152, 1e-3)
+    with pytest.raises(ValueError, match="an even number"):
+        whitening_filters(smooth_images(2), 5, 63, 1e-3)
 
 
 def test_build_model_whitens_conv1_and_adds_the_identity_to_conv2():
