@@ -59,6 +59,18 @@ def test_steps_within_is_the_most_that_fits(seconds, step, evaluation, test, che
     assert cost(n + 1, speed, steps_per_epoch) > seconds - 1e-9
 
 
+def test_steps_within_a_month_of_millisecond_steps_is_computed_not_counted():
+    """2.6 billion steps: the closed form lands within a step of the answer, which the step-by-step
+    check only confirms (counting up to it would take minutes)."""
+    speed = Speed(step=0.001, evaluation=1.0, test=10.0)
+    month = 30 * 86_400.0
+    epochs = (month - 10.0) // (100 * 0.001 + 1.0)  # whole epochs of 100 steps and an evaluation each
+    left = month - 10.0 - epochs * 1.1
+    expected = int(epochs) * 100 + (max(0, math.floor((left - 1.0) / 0.001 + 1e-6)) if left > 1.0 else 0)
+    assert steps_within(month, speed, steps_per_epoch=100) == expected
+    assert cost(expected, speed, 100) <= month < cost(expected + 1, speed, 100)
+
+
 def test_stretch_keeps_the_schedule_shape():
     cfg = resolve_config("best", {"whiten": True, "whiten_freeze_epochs": 6.0})  # 60 epochs, 1 of warm-up
     long = stretch(cfg, steps=4500, steps_per_epoch=1000)
