@@ -52,3 +52,18 @@ def test_max_batches_ends_the_epoch_early_and_counts_what_it_trained(tmp_path):
     assert trainer.scheduler.last_epoch == 5  # five optimizer steps
     rest = train_one_epoch(trainer, train, start=7)
     assert rest.meter.batches == 6 and rest.meter.samples == 200 - 7 * 16
+    assert train_one_epoch(trainer, train).meter.samples == 200  # from the first batch by default
+
+
+def test_the_forward_runs_under_the_trainers_autocast(tmp_path):
+    from alexnet_cifar.device import choose_policy
+
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=8, n_test=10))
+    cfg = resolve_config("seed", {"batch_size": 16, "device": "cpu", "amp": "bf16"})
+    cpu = torch.device("cpu")
+    train, _ = make_loaders(cfg, data, cpu)
+    trainer = build_trainer(cfg, cpu, len(train), policy=choose_policy(cpu, "bf16", False, False))
+    seen = []
+    trainer.model.fc3.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    train_one_epoch(trainer, train, max_batches=1)
+    assert seen == [torch.bfloat16]

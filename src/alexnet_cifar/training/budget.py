@@ -78,11 +78,9 @@ def steps_within(seconds: float, speed: Speed, steps_per_epoch: int) -> int:
     # the most epochs of which the last still gets one step, then the steps that fit beside their evaluations
     epochs = max(0, math.floor((room - speed.step + steps_per_epoch * speed.step) / whole))
     steps = max(0, min(epochs * steps_per_epoch, math.floor((room - epochs * speed.per_epoch) / speed.step)))
-    while fits(steps + 1):  # floating-point division can land one off either way
-        steps += 1
-    while steps and not fits(steps):
-        steps -= 1
-    return steps
+    if fits(steps + 1):  # floating-point division can land one off either way
+        return steps + 1
+    return steps - 1 if steps and not fits(steps) else steps
 
 
 def stretch(cfg: TrainConfig, steps: int, steps_per_epoch: int) -> TrainConfig:
