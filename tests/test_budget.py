@@ -76,14 +76,18 @@ def test_stretch_keeps_the_schedule_shape():
     long = stretch(cfg, steps=4500, steps_per_epoch=1000)
     assert (long.steps, long.epochs) == (4500, 5)  # the fifth epoch is half trained
     assert long.warmup_epochs == pytest.approx(4.5 / 60) and long.whiten_freeze_epochs == pytest.approx(0.45)
+    whole = stretch(resolve_config("fast", {"epochs": 7, "whiten_freeze_epochs": 7.0}), 29 * 782, 782)
+    assert whole.whiten_freeze_epochs == whole.epochs == 29  # 7 x 29/7 is 29.000000000000004 in floats
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("45", 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("45", 45), (" 2.5 ", 2.5)]
+)
 def test_durations(text, seconds):
     assert duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "abc", "5x", "0", "0s", "-5m", "31d", "1000h"])
+@pytest.mark.parametrize("text", ["", "abc", "5x", "0", "0s", "-5m", "31d", "1000h", "1h30", "5m 2"])
 def test_bad_durations_say_what_is_allowed(text):
     with pytest.raises(argparse.ArgumentTypeError, match="duration|allowed"):
         duration(text)
@@ -126,25 +130,33 @@ def run_weights(run) -> list[torch.Tensor]:
     return list(torch.load(run.weights, weights_only=True).values())
 
 
-def test_a_resumed_budget_run_keeps_its_steps_and_does_not_measure_again(tmp_path, slow_steps, monkeypatch):
+def test_a_resumed_budget_run_keeps_its_steps_and_does_not_measure_again(tmp_path, monkeypatch):
     from alexnet_cifar.artifacts.run_dir import RunDir
     from alexnet_cifar.data.cifar10 import load_cifar10
     from alexnet_cifar.errors import Interrupted
     from alexnet_cifar.training.loop import fit
     from alexnet_cifar.training.resume import open_resume
 
+    def plan(cfg, data, test_images, runtime, deadline):  # the same plan for both runs: 20 steps
+        return stretch(cfg, 20, 13), Speed(step=0.2, evaluation=0.0, test=0.0)
+
+    monkeypatch.setattr(budget, "plan", plan)
     _, whole = tiny_fit(tmp_path, "whole", time_budget=5.0, threads=1)
-    saved = json.loads((whole.path / "config.json").read_text())["config"]
-    cfg = resolve_config("seed", {**saved, "time_budget": 0.0})  # same steps, no budget: what resume must equal
     data = load_cifar10(tmp_path / "data")
     run = RunDir.create(tmp_path / "cut")
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu", "time_budget": 5.0})
     with pytest.raises(Interrupted):
-        fit(resolve_config("seed", saved), data, run, show_progress=False, stop=stop_after(16))  # epoch 1
-    monkeypatch.setattr(budget, "measure", lambda *a, **k: pytest.fail("a resume measured the speed again"))
+        fit(cfg, data, run, show_progress=False, stop=stop_after(16))  # epoch 1, batch 3 of its 7
+    monkeypatch.setattr(budget, "plan", lambda *a, **k: pytest.fail("a resume planned again"))
     resume = open_resume(run.path, {})
-    assert resume.config.steps == cfg.steps
+    assert (resume.config.steps, resume.config.time_budget) == (20, 5.0)
     fit(resume.config, data, resume.run, resume=resume.state, show_progress=False)
     assert all(torch.equal(a, b) for a, b in zip(run_weights(whole), run_weights(run), strict=True))
+
+
+def test_a_new_run_may_not_fix_both_its_steps_and_a_budget(tmp_path):
+    with pytest.raises(UsageError, match="time_budget = 5 and steps = 20 both fix the run's length"):
+        tiny_fit(tmp_path, time_budget=5.0, steps=20)
 
 
 def test_a_budget_run_cannot_be_extended_by_epochs():

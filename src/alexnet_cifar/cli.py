@@ -84,7 +84,9 @@ UNITS = {"s": 1, "m": 60, "h": 3600}
 
 def duration(text: str) -> float:
     """'90s', '5m', '1h', '1h30m' or plain seconds -> seconds."""
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):  # plain seconds; a bare number after h or m is refused
+        text = text.strip() + "s"
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", text)
     if parts is None or not any(parts.groups()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use seconds, or s, m or h: 90s, 5m, 1h30m")
     hours, minutes, seconds = (float(g or 0) for g in parts.groups())
@@ -498,7 +500,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     resume = open_resume(args.resume, asked)
     if resume.finished:
         done = resume.state["progress"]["epoch"]
-        extend = f"pass --epochs N above {done} to extend it"
+        extend = f"pass --epochs N above {done} to extend it" if not resume.config.steps else "its length is fixed"
         log.info(f"run {resume.run.path} has finished all {done} epochs; nothing to do ({extend})")
         return 0
     own_data = args.data_dir is None and not args.synthetic  # the run's own data, unless told otherwise

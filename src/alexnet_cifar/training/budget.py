@@ -30,7 +30,7 @@ from ..device import DevicePolicy, sync
 from ..errors import UserError
 from ..inference.evaluate import evaluate
 from . import distributed
-from .epoch import train_one_epoch
+from .epoch import Check, agreed_check, train_one_epoch
 from .ranks import DistInfo
 from .trainer import Trainer, build_trainer, make_loaders
 
@@ -88,12 +88,13 @@ def stretch(cfg: TrainConfig, steps: int, steps_per_epoch: int) -> TrainConfig:
     and conv1's frozen start kept at the same fraction of the run as in the recipe."""
     length = steps / steps_per_epoch  # in epochs, fractional
     ratio = length / cfg.epochs
-    return dataclasses.replace(
+    epochs = math.ceil(length)
+    return dataclasses.replace(  # min(): a share of all epochs must not round past them
         cfg,
         steps=steps,
-        epochs=math.ceil(length),
-        warmup_epochs=cfg.warmup_epochs * ratio,
-        whiten_freeze_epochs=cfg.whiten_freeze_epochs * ratio,
+        epochs=epochs,
+        warmup_epochs=min(epochs, cfg.warmup_epochs * ratio),
+        whiten_freeze_epochs=min(epochs, cfg.whiten_freeze_epochs * ratio),
     )
 
 
@@ -139,21 +140,25 @@ def measure(
     trainer = build_trainer(dataclasses.replace(cfg, whiten=False), device, len(train), info, policy)
     # through the training loop itself: batches, forward, step, metrics and checks, as the run will
     untimed = min(UNTIMED_STEPS, len(train) - 1)
+    check = agreed_check(lambda: False, device) if info.enabled else None  # the ranks leave a step together
     start = clock()
     if untimed:
-        train_one_epoch(trainer, train, max_batches=untimed)
+        train_one_epoch(trainer, train, max_batches=untimed, check=check)
     sync(device)
-    rough = (clock() - start) / max(1, untimed)
+    # every rank must time the same steps (each is a gradient all-reduce under torchrun): the slowest's guess
+    rough = distributed.max_each(torch.tensor([(clock() - start) / max(1, untimed)], device=device))[0]
     # a longer budget affords a longer, steadier measurement: about 1% of it
     timed = min(MAX_TIMED_STEPS, max(TIMED_STEPS, round(MEASURED_SHARE * cfg.time_budget / max(rough, 1e-6))))
-    step = statistics.median(timed_blocks(trainer, train, untimed, min(timed, len(train) - untimed)))
+    step = statistics.median(timed_blocks(trainer, train, untimed, min(timed, len(train) - untimed), check))
     per_image = eval_seconds_per_image(trainer, valid, cfg)
     n_valid = len(valid.labels) / valid.world_size
     figures = [step, per_image * n_valid, per_image * test_images / valid.world_size, checkpoint_seconds(trainer)]
     return Speed(*distributed.max_each(torch.tensor(figures, device=device)))
 
 
-def timed_blocks(trainer: Trainer, train: DeviceLoader, start: int, steps: int) -> list[float]:
+def timed_blocks(
+    trainer: Trainer, train: DeviceLoader, start: int, steps: int, check: Check | None = None
+) -> list[float]:
     """Seconds per step of each block of BLOCK_STEPS steps from batch `start` on: their median
     shrugs off a moment when the machine was busy elsewhere, which a mean would spread over the plan."""
     blocks = []
@@ -161,7 +166,7 @@ def timed_blocks(trainer: Trainer, train: DeviceLoader, start: int, steps: int) 
         n = min(BLOCK_STEPS, start + steps - first)
         sync(train.device)
         begin = clock()
-        done = train_one_epoch(trainer, train, start=first, max_batches=n).meter.batches  # a new meter: n
+        done = train_one_epoch(trainer, train, start=first, max_batches=n, check=check).meter.batches  # new meter
         sync(train.device)
         blocks.append((clock() - begin) / done)
     return blocks

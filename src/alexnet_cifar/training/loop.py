@@ -75,6 +75,11 @@ def fit(
     policy.apply()
     # whitening reads thousands of images (seconds): once, before a budget is planned around it
     whitening = conv1_whitening(fitted.train.images, cfg.whiten_eps) if cfg.whiten else None
+    if resume is None and cfg.time_budget and cfg.steps:
+        raise UsageError(
+            f"time_budget = {cfg.time_budget:g} and steps = {cfg.steps} both fix the run's length; "
+            "set steps = 0 to let the budget decide, or time_budget = 0 to train the steps"
+        )
     planned = None
     if cfg.time_budget and not cfg.steps:  # a resumed budget run has its steps already
         test_images = len(data.test) if cfg.valid_split else 0
