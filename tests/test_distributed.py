@@ -16,7 +16,7 @@ import torch
 
 from alexnet_cifar.cli import main
 
-from .conftest import write_fake_cifar
+from .conftest import run_cli, write_fake_cifar
 
 pytestmark = pytest.mark.process
 
@@ -40,11 +40,6 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*TORCHRUN, *TRAIN, *args], capture_output=True, text=True, timeout=300)
 
 
-def single(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "alexnet_cifar", "train", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def two(data_dir, tmp_path_factory) -> tuple[Path, str]:
     """Two processes of batch 16, 2 epochs, never interrupted: (run folder, stdout)."""
@@ -54,11 +49,11 @@ def two(data_dir, tmp_path_factory) -> tuple[Path, str]:
     return run, done.stdout
 
 
-def test_two_processes_match_one_with_the_global_batch(data_dir, two, tmp_path):
-    one = single(
-        "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "one"), "--epochs", "2", "--batch-size", "32", *COMMON
-    )
-    assert one.returncode == 0, one.stderr
+def test_two_processes_match_one_with_the_global_batch(data_dir, two, tmp_path, capsys):
+    args = ["--data-dir", data_dir, "--run-dir", tmp_path / "one", "--epochs", "2", "--batch-size", "32", *COMMON]
+    with one_process_threads():
+        code, one_out, err = run_cli(capsys, "train", *args)
+    assert code == 0, err
     run, out = two
     assert "all 2 ranks hold identical weights: yes" in out
     assert "global batch 32 = 16 per rank x 2 ranks" in out
@@ -70,7 +65,7 @@ def test_two_processes_match_one_with_the_global_batch(data_dir, two, tmp_path):
     assert json.loads((run / "config.json").read_text())["environment"]["world_size"] == 2
     assert max_difference(tmp_path / "one", run) < 1e-5
     # the printed metrics cover the whole dataset, so they equal the single process's
-    assert epoch_numbers(out) == pytest.approx(epoch_numbers(one.stdout), abs=2e-6)
+    assert epoch_numbers(out) == pytest.approx(epoch_numbers(one_out), abs=2e-6)
 
 
 def max_difference(a: Path, b: Path) -> float:
@@ -188,11 +183,11 @@ def test_a_time_budget_under_torchrun_plans_one_number_of_steps_for_every_rank(d
     """Each rank measures its own speed and reads its own clock; they must still train the same
     steps, or one rank would wait for the other's gradients for ever."""
     run = tmp_path / "run"
-    args = ("--data-dir", str(data_dir), "--run-dir", str(run), "--batch-size", "16", "--time-budget", "12s")
+    args = ("--data-dir", str(data_dir), "--run-dir", str(run), "--batch-size", "16", "--time-budget", "5s")
     done = torchrun(*args, *COMMON)
     assert done.returncode == 0, done.stdout + done.stderr
     cfg = json.loads((run / "config.json").read_text())["config"]
-    assert cfg["steps"] > 0 and cfg["time_budget"] == 12.0
+    assert cfg["steps"] > 0 and cfg["time_budget"] == 5.0
     assert "all 2 ranks hold identical weights: yes" in done.stdout
     progress = torch.load(run / "last.pt", weights_only=False)["progress"]
     assert progress["step"] == cfg["steps"]

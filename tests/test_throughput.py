@@ -13,7 +13,7 @@ from alexnet_cifar.report.flops import macs_per_layer, training_flops_per_image
 
 def test_benchmark_smoke(fake_root):
     data = load_cifar10(fake_root)
-    plan = BenchPlan(repeats=2, batches=1, eval_images=30)
+    plan = BenchPlan(repeats=2, batches=1, eval_images=30, matmul_seconds=0.2)
     result = run_benchmark(data, torch.device("cpu"), plan, log=lambda s: None)
     assert [len(t.images_per_s) for t in result.train + result.evals] == [2] * 6
     assert all(v > 0 for t in result.train + result.evals for v in t.images_per_s)
@@ -41,9 +41,8 @@ def test_report_ratios_and_ceiling_by_hand():
 
 
 def test_bench_cli(fake_root, capsys):
-    code = main(
-        ["bench", "--data-dir", str(fake_root), "--repeats", "1", "--batches", "1", "--eval-images", "30", "--no-epoch"]
-    )
+    args = ["--repeats", "1", "--batches", "1", "--eval-images", "30", "--no-epoch", "--matmul-seconds", "0.2"]
+    code = main(["bench", "--data-dir", str(fake_root), *args])
     assert code == 0 and "training ratios: b/a" in capsys.readouterr().out
 
 

@@ -204,6 +204,12 @@ def bench_args(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="skip timing one whole epoch of the seed recipe (default: time it)",
     )
+    p.add_argument(
+        "--matmul-seconds",
+        type=positive_float,
+        default=2.0,
+        help="seconds per dtype measuring the matmul rate that bounds the ratios (default: 2.0)",
+    )
     p.add_argument("--threads", type=thread_count, help="CPU threads for torch (default: torch's choice)")
 
 
@@ -537,7 +543,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     data = open_data(args.data_dir, synthetic=args.synthetic)
     log.info(data.summary())
-    plan = BenchPlan(args.repeats, args.batches, args.eval_images, full_epoch=args.epoch)
+    plan = BenchPlan(
+        args.repeats, args.batches, args.eval_images, full_epoch=args.epoch, matmul_seconds=args.matmul_seconds
+    )
     log.info(run_benchmark(data, device, plan, log=log.info).report())
     return 0
 

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
@@ -31,6 +30,7 @@ from ..data.cifar10 import CIFAR10, CLASSES
 from ..data.loader import DeviceLoader, normalize
 from ..device import choose_policy
 from ..errors import UsageError, UserError
+from ..report.image_grid import Tile, coloured, grid_figure, overlay, rgb
 from ..report.run_report import check_out, png_bytes, refuse_foreign
 from . import MAP_POINTS
 from .features import MAP_LAYERS, fc2_features, feature_maps, nearest, pca_2d, tsne_2d
@@ -225,10 +225,6 @@ def one_per_class(data: CIFAR10 | None) -> list[Shown]:
     return [(data.classes[labels[i]], data.test.images[i], int(labels[i])) for i in firsts]
 
 
-def picture(image_uint8: torch.Tensor) -> np.ndarray:
-    return image_uint8.permute(1, 2, 0).numpy()
-
-
 def plot_kernels(weight: torch.Tensor) -> Figure:
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
@@ -249,22 +245,17 @@ def plot_kernel_history(history: dict[int, torch.Tensor]) -> Figure:
 
 def plot_feature_maps(model: nn.Module, x: torch.Tensor, batch: torch.Tensor, labels: list[str]) -> Figure:
     per_layer = 3
-    fig = Figure(figsize=(1.3 * (1 + per_layer * len(MAP_LAYERS)), 1.5 * len(labels)))
-    axes = fig.subplots(len(labels), 1 + per_layer * len(MAP_LAYERS), squeeze=False)
+    rows = []
     for row, (label, image) in enumerate(zip(labels, x, strict=True)):
-        axes[row, 0].imshow(picture(batch[row]), interpolation="nearest")
-        axes[row, 0].set_title(label, fontsize=7)
+        tiles = [Tile(rgb(batch[row]), label)]
         maps = feature_maps(model, image)
-        for j, name in enumerate(MAP_LAYERS):
+        for name in MAP_LAYERS:
             strongest = maps[name].mean((1, 2)).argsort(descending=True)[:per_layer]
-            for k, channel in enumerate(strongest.tolist()):
-                ax = axes[row, 1 + j * per_layer + k]
-                ax.imshow(maps[name][channel].numpy(), cmap="viridis", interpolation="nearest")
-                if row == 0:
-                    ax.set_title(f"{name} #{channel}", fontsize=6)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig
+            for channel in strongest.tolist():
+                title = f"{name} #{channel}" if row == 0 else ""
+                tiles.append(Tile(coloured(maps[name][channel], "viridis"), title))
+        rows.append(tiles)
+    return grid_figure(rows, inches_per_cell=1.3)
 
 
 def plot_saliency(
@@ -282,38 +273,30 @@ def plot_saliency(
         ("SmoothGrad, predicted", smoothgrad(model, x, predicted)),
         ("SmoothGrad, true", smoothgrad(model, x, true)),
     ]
-    fig = Figure(figsize=(1.6 * (1 + len(columns)), 1.7 * len(names)))
-    axes = fig.subplots(len(names), 1 + len(columns), squeeze=False)
+    rows = []
     for row in range(len(names)):
-        axes[row, 0].imshow(picture(batch[row]), interpolation="nearest")
-        axes[row, 0].set_title(f"{names[row]}\npredicted {CLASSES[predicted[row]]}", fontsize=7)
-        for j, (title, maps) in enumerate(columns, start=1):
-            axes[row, j].imshow(picture(batch[row]), interpolation="nearest")
-            if labels[row] is not None or "true" not in title:
-                axes[row, j].imshow(maps[row].numpy(), cmap="jet", alpha=0.45, interpolation="bilinear")
-            if row == 0:
-                axes[row, j].set_title(title, fontsize=7)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig
+        picture = rgb(batch[row])
+        tiles = [Tile(picture, f"{names[row]}\npredicted {CLASSES[predicted[row]]}")]
+        for title, maps in columns:
+            shown = labels[row] is not None or "true" not in title
+            tiles.append(Tile(overlay(picture, maps[row]) if shown else picture, title if row == 0 else ""))
+        rows.append(tiles)
+    return grid_figure(rows, inches_per_cell=1.6)
 
 
 def plot_neighbours(
     data: CIFAR10, train_feats: torch.Tensor, queries: torch.Tensor, query_feats: torch.Tensor
 ) -> Figure:
     distances, found = nearest(train_feats, query_feats, NEIGHBOURS)
-    fig = Figure(figsize=(1.4 * (1 + NEIGHBOURS), 1.6 * len(queries)))
-    axes = fig.subplots(len(queries), 1 + NEIGHBOURS, squeeze=False)
+    rows = []
     for row, q in enumerate(queries.tolist()):
-        axes[row, 0].imshow(picture(data.test.images[q]), interpolation="nearest")
-        axes[row, 0].set_title(f"test: {data.classes[data.test.labels[q]]}", fontsize=7)
+        tiles = [Tile(rgb(data.test.images[q]), f"test: {data.classes[data.test.labels[q]]}")]
         for j in range(NEIGHBOURS):
             i = int(found[row, j])
-            axes[row, 1 + j].imshow(picture(data.train.images[i]), interpolation="nearest")
-            axes[row, 1 + j].set_title(f"{data.classes[data.train.labels[i]]} {distances[row, j]:.1f}", fontsize=6)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig
+            title = f"{data.classes[data.train.labels[i]]} {distances[row, j]:.1f}"
+            tiles.append(Tile(rgb(data.train.images[i]), title))
+        rows.append(tiles)
+    return grid_figure(rows)
 
 
 def plot_map(features: torch.Tensor, labels: torch.Tensor, points: int) -> Figure:
@@ -349,18 +332,15 @@ def confused_pairs(labels: torch.Tensor, predicted: torch.Tensor, classes: int, 
 def plot_confusions(data: CIFAR10, predicted: torch.Tensor) -> Figure:
     labels = data.test.labels
     pairs = confused_pairs(labels, predicted, len(data.classes), CONFUSED_PAIRS)
-    rows = [(a, b) for pair in pairs for (a, b) in (pair, pair[::-1])]
-    fig = Figure(figsize=(1.4 * EXAMPLES + 1.5, 1.5 * max(1, len(rows))))
-    axes = fig.subplots(max(1, len(rows)), EXAMPLES, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for row, (true, taken) in enumerate(rows):
+    rows, titles = [], []
+    for true, taken in [(a, b) for pair in pairs for (a, b) in (pair, pair[::-1])]:
         found = ((labels == true) & (predicted == taken)).nonzero().flatten().tolist()
-        title = f"{data.classes[true]} taken for {data.classes[taken]}: {len(found)} test images"
-        axes[row, 0].set_title(title, fontsize=7, loc="left")
-        for j, i in enumerate(found[:EXAMPLES]):
-            axes[row, j].imshow(picture(data.test.images[i]), interpolation="nearest")
-    return fig
+        titles.append(f"{data.classes[true]} taken for {data.classes[taken]}: {len(found)} test images")
+        shown = [Tile(rgb(data.test.images[i])) for i in found[:EXAMPLES]]
+        rows.append(shown + [Tile()] * (EXAMPLES - len(shown)))
+    if not rows:
+        return grid_figure([[Tile()] * EXAMPLES], ["no test image was confused"])
+    return grid_figure(rows, titles)
 
 
 def sections_html(page: Inspection) -> str:
@@ -410,19 +390,14 @@ def write_explanations(
         with torch.no_grad():  # not inference_mode: the prediction indexes the gradients below
             probs = model(x).softmax(1)[0]
         predicted = probs.argmax()[None]
-        fig = Figure(figsize=(6, 2.3))
-        axes = fig.subplots(1, 3)
-        maps = [
-            ("", None),
-            ("Grad-CAM", grad_cam(model, x, predicted)),
-            ("SmoothGrad", smoothgrad(model, x, predicted)),
+        picture = rgb(image)
+        title = f"{path.name}: {CLASSES[predicted]} {probs[predicted].item():.2f}"
+        tiles = [
+            Tile(picture, title),
+            Tile(overlay(picture, grad_cam(model, x, predicted)[0]), "Grad-CAM"),
+            Tile(overlay(picture, smoothgrad(model, x, predicted)[0]), "SmoothGrad"),
         ]
-        for ax, (title, heat) in zip(axes, maps, strict=True):
-            ax.imshow(picture(image), interpolation="nearest")
-            if heat is not None:
-                ax.imshow(heat[0].numpy(), cmap="jet", alpha=0.45, interpolation="bilinear")
-            ax.set_title(title or f"{path.name}: {CLASSES[predicted]} {probs[predicted].item():.2f}", fontsize=7)
-            ax.axis("off")
+        fig = grid_figure([tiles], inches_per_cell=2.0)
         with atomic_write(out / name) as f:
             f.write(png_bytes(fig))
         written.append(out / name)

@@ -25,6 +25,7 @@ from ..data.cifar10 import CIFAR10
 from ..errors import UsageError, UserError
 from ..inference.evaluate import ClassificationReport, classification_report, logits_on_test_set
 from ..training.metrics import EpochRecord
+from .image_grid import Tile, grid_figure, rgb
 from .lesson_run import LESSON_HISTORY
 
 if TYPE_CHECKING:
@@ -111,16 +112,12 @@ def plot_most_wrong(images: torch.Tensor, logits: torch.Tensor, labels: torch.Te
     wrong = (predicted != labels).nonzero().flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:WRONG_SHOWN]
     cols = 8
-    rows = max(1, -(-len(order) // cols))
-    fig = Figure(figsize=(cols * 1.4, rows * 1.7))
-    axes = fig.subplots(rows, cols, squeeze=False).flatten()
-    for ax in axes:
-        ax.axis("off")
-    for ax, i in zip(axes, order.tolist(), strict=False):
-        ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(f"true {classes[labels[i]]}\npred {classes[predicted[i]]} {confidence[i]:.2f}", fontsize=7)
-    fig.suptitle("Most confidently wrong test images")
-    return png_bytes(fig)
+    tiles = [
+        Tile(rgb(images[i]), f"true {classes[labels[i]]}\npred {classes[predicted[i]]} {confidence[i]:.2f}")
+        for i in order.tolist()
+    ]
+    rows = [tiles[i : i + cols] for i in range(0, len(tiles), cols)] or [[Tile()]]
+    return png_bytes(grid_figure(rows, suptitle="Most confidently wrong test images"))
 
 
 def testset_figures(
