@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 train: $(VENV)/.installed  ## train the lesson's recipe on CIFAR-10 (downloads it if missing)
 	$(PY) -m alexnet_cifar train $(ARGS)
 
-# One pytest worker per core (pytest-xdist); a module's tests stay on one worker, sharing its fixtures.
+# One pytest worker per core (pytest-xdist); a module's tests stay on one worker, sharing its fixtures;
+# the modules go out slowest first (tests/module_seconds.json; tests/conftest.py orders them).
 test: $(VENV)/.installed  ## run the test suite (real-data checks too when CIFAR10_ROOT is set)
-	$(PY) -m pytest -q -n auto --dist loadscope $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadscope --no-loadscope-reorder $(ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

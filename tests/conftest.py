@@ -55,9 +55,23 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, cores // int(workers or cores)))
 
 
+MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")  # from a run with --save-module-seconds
+_seconds: dict[str, float] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--save-module-seconds",
+        action="store_true",
+        help=f"write each test module's time in this run to {MODULE_SECONDS.name} (what make test orders by)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under mutation testing (benchmarks/mutation.sh), the quickest tests first: a mutant's run
-    stops at its first failing test, so most mutants die in a unit test instead of after every run."""
+    stops at its first failing test, so most mutants die in a unit test instead of after every run.
+    Otherwise the slowest modules first: `make test`'s workers take whole modules in this order, and
+    a long module taken last would leave the other worker idle until it ends."""
     stats = config.rootpath / "mutmut-stats.json"
     if "MUTANT_UNDER_TEST" in os.environ and stats.exists():
         durations = json.loads(stats.read_text()).get("duration_by_test", {})
@@ -65,6 +79,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             module[item.path] = min(module.get(item.path, float("inf")), durations.get(item.nodeid, 0.0))
         items.sort(key=lambda item: (module[item.path], durations.get(item.nodeid, 0.0)))
+        return
+    seconds = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}
+    items.sort(key=lambda item: -seconds.get(item.path.name, 0.0))  # stable: a module's tests keep their order
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _seconds[report.nodeid.split("::")[0]] = _seconds.get(report.nodeid.split("::")[0], 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With --save-module-seconds, the controller (not an xdist worker) writes what every worker reported."""
+    if session.config.getoption("--save-module-seconds") and not hasattr(session.config, "workerinput"):
+        times = {Path(module).name: round(t, 1) for module, t in sorted(_seconds.items(), key=lambda kv: -kv[1])}
+        MODULE_SECONDS.write_text(json.dumps(times, indent=1) + "\n")
 
 
 @pytest.fixture(autouse=True)
