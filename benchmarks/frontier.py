@@ -46,27 +46,31 @@ def run_one(data, variant: str, seed: int, budget: float | None, out: Path) -> d
     values = {**overrides, "seed": seed, "valid_split": SPLIT}
     if budget:
         values["time_budget"] = budget
-    cfg = resolve_config(recipe, values)
     name = f"{variant}-{f'{budget:g}s' if budget else 'epochs'}-s{seed}"
-    run = RunDir.create(out / name, overwrite=True)
+    return run_config(resolve_config(recipe, values), data, out / name, variant, command(variant, seed, budget))
+
+
+def run_config(cfg, data, path: Path, variant: str, how: str) -> dict:
+    """Train `cfg` into the run directory `path` and return its summary (`how`: the command that ran it)."""
+    run = RunDir.create(path, overwrite=True)
     start = time.perf_counter()
     history = fit(cfg, data, run, show_progress=False)
     wall = time.perf_counter() - start
     test = json.loads(run.test_result.read_text())
     resolved = json.loads((run.path / "config.json").read_text())["config"]
     return {
-        "name": name,
+        "name": path.name,
         "variant": variant,
-        "recipe": recipe,
-        "seed": seed,
-        "time_budget": budget or 0,
+        "recipe": cfg.recipe,
+        "seed": cfg.seed,
+        "time_budget": cfg.time_budget or 0,
         "wall_s": round(wall, 2),
         "epochs": resolved["epochs"],
         "steps": resolved["steps"],
         "valid_acc": history[-1].valid_acc,
         "test_acc": test["test_acc"],
         "config": resolved,
-        "command": command(variant, seed, budget),
+        "command": how,
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Mutation testing of the core with mutmut: how many deliberate small bugs the fast tests catch.
-# Slow (hours on 2 CPU cores for every mutant), so not part of CI; results are cached in mutants/,
-# and a second run only retests what changed.
+# Slow (hours on 2 CPU cores for every mutant), so not part of CI. mutmut keeps each mutant's result
+# in mutants/**/*.py.meta and retests only the functions that changed since; this script keeps a copy
+# of those files in benchmarks/mutation-results/ (commit it), so a fresh clone goes on where the
+# last run stopped instead of starting again. An interrupted run saves what it checked (Ctrl-C or
+# SIGTERM; not SIGKILL).
 #
 #   bash benchmarks/mutation.sh                                  # every mutant ([tool.mutmut] in pyproject.toml)
 #   bash benchmarks/mutation.sh 'alexnet_cifar.training.loop.*'  # only these
@@ -13,5 +16,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q -e ".[dev,onnx,mutation]"
+RESULTS=benchmarks/mutation-results
+save() { # every .meta mutmut wrote, into the repository's copy
+  [ -d mutants/src ] && (cd mutants && find src -name '*.py.meta' -exec install -D -m 644 {} "../$RESULTS/{}" \;)
+  return 0
+}
+if [ -d "$RESULTS/src" ]; then # earlier results, unless this checkout's own are newer
+  mkdir -p mutants && cp -r -n "$RESULTS/src" mutants/
+fi
+trap save EXIT
 "$VENV/bin/mutmut" run --max-children "$(nproc)" "$@"
 "$VENV/bin/python" benchmarks/mutation_summary.py --survivors

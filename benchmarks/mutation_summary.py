@@ -1,6 +1,7 @@
 """Summarise a mutmut run: per module, mutants killed, survived and judged equivalent, and the score.
 
     python benchmarks/mutation_summary.py            # after benchmarks/mutation.sh; reads mutants/
+                                                     # (or, without it, the saved benchmarks/mutation-results/)
     python benchmarks/mutation_summary.py --survivors   # also list every surviving mutant
 
 benchmarks/mutation_equivalent.txt judges the survivors, one line each: `NAME equivalent REASON`
@@ -72,7 +73,9 @@ def row(name: str, c: Counter) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mutants", type=Path, default=ROOT / "mutants", help="mutmut's folder (default: %(default)s)")
+    saved = ROOT / "benchmarks" / "mutation-results"
+    folder = ROOT / "mutants" if (ROOT / "mutants" / "src").is_dir() else saved
+    parser.add_argument("--mutants", type=Path, default=folder, help="the .meta files' folder (default: %(default)s)")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants too")
     args = parser.parse_args()
     text, survivors = table(read_results(args.mutants), read_judged())

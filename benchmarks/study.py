@@ -83,9 +83,9 @@ LADDER: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def ladder_configs(seed: int = 0) -> list[tuple[str, TrainConfig]]:
+def ladder_configs(seed: int = 0, valid_split: int = 0) -> list[tuple[str, TrainConfig]]:
     """Each rung's resolved config: the seed recipe with the overrides of every rung so far."""
-    merged: dict[str, Any] = {"seed": seed}
+    merged: dict[str, Any] = {"seed": seed, "valid_split": valid_split}
     rungs = []
     for label, overrides in LADDER:
         merged.update(overrides)

@@ -8,7 +8,8 @@ A table lives in README.md or docs/RESULTS.md between `<!-- table:KIND -->` and 
 `write` replaces what is between the markers with the table made from docs/runs/*.json (small
 summaries of runs, kept in the repo instead of the runs). tests/test_tables.py runs `check`.
 Kinds: `groups` (each variant and budget over its seeds: test accuracy with its 95% interval),
-`headline` (the same for runs of a recipe's own epochs) and `runs` (every recorded run, with the
+`headline` (the same for runs of a recipe's own epochs), `ladder` (benchmarks/ablation.py's rungs,
+each one's gain over the rung above paired by seed) and `runs` (every recorded run, with the
 commit that made it).
 """
 
@@ -22,7 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from alexnet_cifar.report.statistics import spread
+from alexnet_cifar.report.statistics import paired_difference, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARIES = ROOT / "docs" / "runs"
@@ -47,6 +48,8 @@ def groups_table(summaries: list[dict]) -> str:
     """One row per variant and budget: its seeds' test accuracy (mean, 95% CI, range) and wall time."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for s in summaries:
+        if "ladder" in s:  # the ladder's own table shows its rungs
+            continue
         groups.setdefault(group_key(s), []).append(s)
     lines = [
         "| variant | budget | seeds | test accuracy (95% CI) | min - max | epochs | wall time |",
@@ -64,12 +67,48 @@ def groups_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+GAIN_TARGET = 0.005  # the ladder asks how many seeds resolve half a point
+
+
+def ladder_table(summaries: list[dict]) -> str:
+    """One row per rung: test accuracy over its seeds, and its gain over the rung above, paired by seed."""
+    rungs: dict[int, dict[int, dict]] = {}
+    for s in summaries:
+        if "ladder" in s:
+            rungs.setdefault(s["ladder"]["rung"], {})[s["seed"]] = s
+    lines = [
+        "| rung | seeds | test accuracy (95% CI) | gain on the rung above (95% CI) | p | seeds for ± 0.5 | wall time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rung, runs in sorted(rungs.items()):
+        acc = spread([r["test_acc"] for r in runs.values()])
+        ci = f" ± {100 * (acc.high - acc.mean):.2f}" if acc.n > 1 else ""
+        gain = p = need = ""
+        above = rungs.get(rung - 1, {})
+        seeds = sorted(set(runs) & set(above))
+        if seeds:
+            mine, theirs = [runs[k]["test_acc"] for k in seeds], [above[k]["test_acc"] for k in seeds]
+            d = paired_difference(mine, theirs, GAIN_TARGET)
+            gain = f"{100 * d.difference.mean:+.2f}"
+            if d.difference.n > 1:
+                gain += f" [{100 * d.difference.low:+.2f}, {100 * d.difference.high:+.2f}]"
+                p, need = f"{d.p_value:.2g}", str(d.seeds_needed)
+        label = next(iter(runs.values()))["ladder"]["label"]
+        wall = statistics.mean(r["wall_s"] for r in runs.values())
+        lines.append(
+            f"| {rung}. {label} | {acc.n} | {100 * acc.mean:.2f}%{ci} | {gain} | {p} | {need} | {wall:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
 def runs_table(summaries: list[dict]) -> str:
     lines = [
         "| run | seed | test acc | last valid acc | wall s | of budget | epochs | steps | date | commit |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for s in sorted(summaries, key=lambda s: (s["variant"], s["time_budget"], s["seed"])):
+        if s.get("same_as"):  # another name for a run listed under its own
+            continue
         used = f"{100 * s['wall_s'] / s['time_budget']:.0f}%" if s["time_budget"] else ""
         lines.append(
             f"| {s['name']} | {s['seed']} | {s['test_acc']:.4f} | {s['valid_acc']:.4f} | {s['wall_s']:.1f} | {used} "
@@ -78,7 +117,7 @@ def runs_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-KINDS = {"headline": headline_table, "groups": groups_table, "runs": runs_table}
+KINDS = {"headline": headline_table, "groups": groups_table, "ladder": ladder_table, "runs": runs_table}
 
 
 def render(text: str, summaries: list[dict]) -> str:

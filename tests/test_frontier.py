@@ -3,7 +3,7 @@
 import pytest
 
 from alexnet_cifar.config import resolve_config
-from frontier import VARIANTS, command, points
+from frontier import VARIANTS, command, points, run_config
 
 
 def run(variant: str, budget: float, seed: int, acc: float, wall: float) -> dict:
@@ -28,3 +28,18 @@ def test_every_variant_is_a_valid_config_and_its_command_names_it():
     for name, (recipe, overrides) in VARIANTS.items():
         resolve_config(recipe, {**overrides, "valid_split": 5000, "time_budget": 60})
         assert f"--variant {name} --seeds 3 --budget 60" in command(name, 3, 60)
+
+
+def test_a_run_is_summarised_with_the_config_it_trained(tmp_path):
+    """run_config trains, reads the test result once, and keeps the resolved config: the very dict a
+    second run of the same config would have, which the ladder uses to find runs it need not repeat."""
+    from alexnet_cifar.data.cifar10 import load_cifar10
+
+    from .conftest import write_fake_cifar
+
+    data = load_cifar10(write_fake_cifar(tmp_path / "data"))
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 16, "valid_split": 20, "seed": 3, "device": "cpu"})
+    summary = run_config(cfg, data, tmp_path / "runs" / "one", "seed", "the command")
+    assert [summary[k] for k in ("name", "variant", "seed", "command")] == ["one", "seed", 3, "the command"]
+    assert summary["config"] == cfg.to_dict() and summary["epochs"] == 1 and summary["time_budget"] == 0
+    assert 0 <= summary["test_acc"] <= 1 and summary["wall_s"] > 0

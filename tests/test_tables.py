@@ -57,3 +57,27 @@ def test_a_number_edited_by_hand_is_caught(tmp_path):
     assert tables.stale((doc,), folder) == []
     doc.write_text(doc.read_text().replace("0.7100", "0.7200"))
     assert tables.stale((doc,), folder) == ["RESULTS.md"]
+
+
+def rung(number: int, seed: int, acc: float, wall: float = 100.0) -> dict:
+    return {**summary(f"rung{number}", seed, acc, wall=wall), "ladder": {"rung": number, "label": f"+ trick {number}"}}
+
+
+def test_ladder_table_pairs_each_rung_with_the_one_above_by_seed():
+    runs = [rung(0, s, a) for s, a in enumerate([0.70, 0.72, 0.71])]
+    runs += [rung(1, s, a, wall=200.0) for s, a in enumerate([0.72, 0.75, 0.73])]  # gains 2, 3, 2 points
+    runs += [rung(2, 0, 0.80)]  # one seed: a gain, no interval
+    table = tables.ladder_table(runs).splitlines()
+    assert table[2] == "| 0. + trick 0 | 3 | 71.00% ± 2.48 |  |  |  | 100 s |"
+    # differences 0.02, 0.03, 0.02: mean 0.023333, sd 0.0057735; half-width 4.3027 * 0.0057735 / sqrt(3) = 0.014342;
+    # t = 0.023333 / (0.0057735 / sqrt(3)) = 7.0, p = 0.0198 (scipy.stats.ttest_rel)
+    assert table[3].startswith("| 1. + trick 1 | 3 | 73.33% ± ") and "| +2.33 [+0.90, +3.77] | 0.02 |" in table[3]
+    assert table[4] == "| 2. + trick 2 | 1 | 80.00% | +8.00 |  |  | 100 s |"
+    # ladder runs are the ladder table's alone
+    assert "rung" not in tables.groups_table(runs) and "rung" not in tables.headline_table(runs)
+    assert "rung1-s0" in tables.runs_table(runs)
+
+
+def test_a_run_recorded_under_a_second_name_is_listed_once():
+    runs = [summary("best", 0, 0.87), {**summary("best", 0, 0.87), "name": "ladder-rung8-s0", "same_as": "best-s0"}]
+    assert tables.runs_table(runs).count("0.8700") == 1
