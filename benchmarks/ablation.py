@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from alexnet_cifar.config import TrainConfig
 from alexnet_cifar.data.cifar10 import load_cifar10, resolve_data_dir
 from alexnet_cifar.errors import UserError
 from frontier import SPLIT, SUMMARIES, read_summaries, run_config
@@ -31,10 +32,13 @@ def command(rung: int, seed: int) -> str:
 
 
 def recorded(cfg_dict: dict, summaries: list[dict]) -> dict | None:
-    """A recorded run of exactly this config (same seed, same split), if there is one; the recipe's
-    name is only where the fields started (the last rung starts from `seed` and equals `best`)."""
+    """A recorded run of exactly this config (same seed, same split), if there is one. The recipe's
+    name is only where the fields started (the last rung starts from `seed` and equals `best`), and a
+    field newer than a run had its default's behaviour there."""
     fields = {**cfg_dict, "recipe": None}
-    return next((s for s in summaries if not s.get("same_as") and {**s["config"], "recipe": None} == fields), None)
+    defaults = TrainConfig().to_dict()
+    same = (s for s in summaries if not s.get("same_as") and {**defaults, **s["config"], "recipe": None} == fields)
+    return next(same, None)
 
 
 def run_rung(data, rung: int, seed: int, out: Path) -> dict:

@@ -8,7 +8,7 @@ from alexnet_cifar.artifacts.run_dir import RunDir
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.errors import Interrupted
-from alexnet_cifar.training.ema import EMA
+from alexnet_cifar.training.ema import EMA, Lookahead
 from alexnet_cifar.training.loop import fit
 
 from .conftest import stop_after, tiny_fit
@@ -74,3 +74,41 @@ def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
         a, b = whole[part], resumed[part]
         weights = (a["model"], b["model"]) if part == "ema" else (a, b)
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), part
+
+
+def test_lookahead_pulls_back_every_k_steps_with_a_warmed_up_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    look = Lookahead(model, every=2, decay=0.8, total_steps=4)
+    assert look.current_decay(2) == pytest.approx(0.8 * (2 / 4) ** 3)  # 0.1
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    look.after_step(model, 1)  # not a multiple of 2: training runs free
+    assert model.weight.item() == 1.0 and look.slow[0].item() == 0.0
+    look.after_step(model, 2)  # slow <- 0.1 * 0 + 0.9 * 1; the model restarts from it
+    assert look.slow[0].item() == pytest.approx(0.9) and model.weight.item() == pytest.approx(0.9)
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    look.after_step(model, 3)
+    assert model.weight.item() == 5.0
+    look.after_step(model, 4)  # the last step: the model is the slow weights, which stay as they were
+    assert model.weight.item() == pytest.approx(0.9) and look.slow[0].item() == pytest.approx(0.9)
+
+
+def test_a_lookahead_run_ends_on_its_slow_weights_and_resumes_exactly(tmp_path):
+    _, plain = tiny_fit(tmp_path, "plain")
+    _, run = tiny_fit(tmp_path, "look", lookahead_every=3)
+    last = load_checkpoint(run.last, training=True)
+    final = torch.load(run.weights, weights_only=True)
+    assert all(torch.equal(final[k], slow) for k, slow in zip(final, last["lookahead"]["slow"], strict=True))
+    assert not torch.equal(final["fc3.weight"], torch.load(plain.weights, weights_only=True)["fc3.weight"])
+    # stopped part way (not on a multiple of 3), then resumed: the same weights as the unbroken run
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu", "lookahead_every": 3})
+    stopped = RunDir.create(tmp_path / "stopped")
+    data = load_cifar10(tmp_path / "data")
+    with pytest.raises(Interrupted):
+        fit(cfg, data, stopped, show_progress=False, stop=stop_after(17))
+    fit(cfg, data, stopped, resume=load_checkpoint(stopped.last, training=True), show_progress=False)
+    again = torch.load(stopped.weights, weights_only=True)
+    assert all(torch.equal(again[k], final[k]) for k in final)

@@ -48,6 +48,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy target smoothing, 0..1
     ema: float = 0.0  # decay per step of an exponential moving average of the weights, evaluated
     # and saved as the final weights; 0 = off
+    lookahead_every: int = 0  # steps between lookahead updates (airbench: 5); 0 = off
+    lookahead_decay: float = 0.7738  # the slow weights' decay at the end of the run (0.95^5), reached
+    # as decay x (step / steps)^3; after the last step the model is the slow weights
     # initialisation (the network stays the lesson's; only its starting weights change)
     whiten: bool = False  # conv1 starts as a whitening filter bank of the training images' 5x5 patches
     whiten_eps: float = 0.1  # added to each patch-covariance eigenvalue before 1/sqrt: limits the
@@ -122,6 +125,8 @@ def validate(cfg: TrainConfig) -> None:
     )
     _check("final_lr", cfg.final_lr, 0 <= cfg.final_lr <= 1, "a fraction in [0, 1]")
     _check("ema", cfg.ema, 0 <= cfg.ema < 1, "a decay in [0, 1), such as 0.999; 0 turns it off")
+    _check("lookahead_every", cfg.lookahead_every, cfg.lookahead_every >= 0, "an integer >= 0 such as 5; 0 = off")
+    _check("lookahead_decay", cfg.lookahead_decay, 0 <= cfg.lookahead_decay < 1, "a decay in [0, 1), such as 0.77")
     _check(
         "time_budget",
         cfg.time_budget,

@@ -36,3 +36,34 @@ class EMA:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.updates = state["updates"]
+
+
+class Lookahead:
+    """Lookahead with a warmed-up decay (Zhang et al. 2019; airbench's form): every `every` steps the
+    slow weights take (1 - d) of the way to the trained ones, and the trained ones restart from them.
+    d grows as decay x (step / total)^3, so early training runs free, and after the last step the
+    model is the slow weights. Unlike `EMA` it changes what is trained, not only what is evaluated."""
+
+    def __init__(self, model: nn.Module, every: int, decay: float, total_steps: int) -> None:
+        self.every, self.decay, self.total = every, decay, total_steps
+        self.slow = [p.detach().clone() for p in model.parameters()]
+
+    def current_decay(self, step: int) -> float:
+        return self.decay * (step / self.total) ** 3
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """`step`: optimizer steps taken so far (1 after the first)."""
+        if step >= self.total:  # the end: the model becomes the slow weights
+            torch._foreach_copy_([p.detach() for p in model.parameters()], self.slow)
+        elif step % self.every == 0:
+            fast = [p.detach() for p in model.parameters()]
+            torch._foreach_lerp_(self.slow, fast, 1 - self.current_decay(step))
+            torch._foreach_copy_(fast, self.slow)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"slow": [t.clone() for t in self.slow]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for mine, saved in zip(self.slow, state["slow"], strict=True):
+            mine.copy_(saved)

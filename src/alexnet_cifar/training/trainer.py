@@ -21,10 +21,10 @@ from ..device import DevicePolicy, choose_policy
 from ..errors import UserError
 from ..model import AlexNet
 from . import distributed
-from .ema import EMA
+from .ema import EMA, Lookahead
 from .initialise import init_dirac, init_whitening
 from .ranks import DistInfo
-from .schedule import build_scheduler
+from .schedule import build_scheduler, total_steps
 
 
 def build_model(cfg: TrainConfig, device: torch.device, whitening: torch.Tensor | None = None) -> nn.Module:
@@ -78,6 +78,7 @@ class Trainer:
     scheduler: LambdaLR
     criterion: nn.Module
     ema: EMA | None
+    lookahead: Lookahead | None = None
     autocast: torch.dtype | None = None  # the forward's dtype under autocast; None = float32
     scaler: torch.amp.GradScaler | None = None  # float16 only: scales the loss so gradients do not underflow
 
@@ -99,6 +100,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.scheduler.step()
+        if self.lookahead is not None:  # before the average: it averages the weights training goes on from
+            self.lookahead.after_step(self.model, self.scheduler.last_epoch)
         if self.ema is not None:
             self.ema.update(self.model)
 
@@ -110,7 +113,8 @@ class Trainer:
         optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
         scaler = self.scaler.state_dict() if self.scaler else None
         state = {"model": self.model.state_dict(), "optimizer": optimizer, "scheduler": scheduler, "ema": ema}
-        return {**state, "scaler": scaler}
+        lookahead = self.lookahead.state_dict() if self.lookahead else None
+        return {**state, "scaler": scaler, **({"lookahead": lookahead} if lookahead else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every part this trainer has; a checkpoint without one of them does not fit (restore says so).
@@ -121,6 +125,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.lookahead is not None:
+            self.lookahead.load_state_dict(state["lookahead"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
@@ -147,9 +153,16 @@ def build_trainer(
         scheduler=build_scheduler(optimizer, cfg, steps_per_epoch),
         criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         ema=EMA(model, cfg.ema) if cfg.ema > 0 else None,
+        lookahead=lookahead(cfg, model, steps_per_epoch),
         autocast=policy.autocast_dtype,
         scaler=grad_scaler(device) if policy.grad_scaler else None,
     )
+
+
+def lookahead(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int) -> Lookahead | None:
+    if not cfg.lookahead_every:
+        return None
+    return Lookahead(model, cfg.lookahead_every, cfg.lookahead_decay, total_steps(cfg, steps_per_epoch))
 
 
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
