@@ -110,3 +110,20 @@ def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused(tmp_path):
     torch.save({"model": AlexNet().state_dict(), "hook": os.getcwd}, path)
     with pytest.raises(UserError, match=f"{path} is not a readable checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, {"slow": "weights"}, {"slow": [torch.zeros(3)]}, {"slow": [torch.zeros(3)] * 10}],
+    ids=["none", "not-a-list", "too-few", "wrong-shapes"],
+)
+def test_a_damaged_lookahead_state_is_named(tmp_path, value):
+    from .conftest import tiny_fit
+
+    _, run = tiny_fit(tmp_path, epochs=1, lookahead_every=2)
+    state = torch.load(run.last, weights_only=True)
+    assert len(state["lookahead"]["slow"]) == 10  # one per parameter tensor
+    state["lookahead"] = value
+    torch.save(state, run.last)
+    with pytest.raises(UserError, match="entry lookahead.slow must be the model's weights"):
+        load_checkpoint(run.last, training=True)

@@ -149,6 +149,7 @@ TRAINING_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "scheduler": ("a scheduler state", lambda v: isinstance(v, dict)),
     "ema": ("a moving-average state or None", _dict_or_none),
     "scaler": ("a float16 gradient scaler's state or None", _dict_or_none),
+    "lookahead": ("a lookahead state or None", _dict_or_none),
     "config": ("a config with its recipe", _config),
     "progress": ("the run's progress", lambda v: isinstance(v, dict)),
     "data_folder": ("a folder name or None", _optional_str),
@@ -156,7 +157,8 @@ TRAINING_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 
 
-OPTIONAL_ENTRIES = ("data_folder", "data_fingerprint", "scaler", "world_size")  # absent from older checkpoints
+# absent from older checkpoints
+OPTIONAL_ENTRIES = ("data_folder", "data_fingerprint", "scaler", "world_size", "lookahead")
 
 
 def check_training_state(state: dict[str, Any], path: Path) -> None:
@@ -172,6 +174,19 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
         if not _int(ema.get("updates")):
             raise UserError(f"{path} is damaged: entry ema.updates must be an integer >= 0; {DAMAGED_HINT}")
         check_weights(ema.get("model"), path, "ema.model")
+    if state["config"].get("lookahead_every"):
+        check_lookahead(state.get("lookahead"), state["model"], path)
+
+
+def check_lookahead(look: object, model: dict[str, Any], path: Path) -> None:
+    """The slow weights: one tensor per parameter, shaped as the model's."""
+    slow = look.get("slow") if isinstance(look, dict) else None
+    shapes = [tuple(t.shape) for t in model.values()]
+    if (
+        not (isinstance(slow, list) and all(isinstance(t, torch.Tensor) for t in slow))
+        or [tuple(t.shape) for t in slow] != shapes
+    ):
+        raise UserError(f"{path} is damaged: entry lookahead.slow must be the model's weights; {DAMAGED_HINT}")
 
 
 def _check_entries(values: dict[str, Any], schema: dict, path: Path, prefix: str) -> None:

@@ -114,7 +114,7 @@ class Trainer:
         scaler = self.scaler.state_dict() if self.scaler else None
         state = {"model": self.model.state_dict(), "optimizer": optimizer, "scheduler": scheduler, "ema": ema}
         lookahead = self.lookahead.state_dict() if self.lookahead else None
-        return {**state, "scaler": scaler, **({"lookahead": lookahead} if lookahead else {})}
+        return {**state, "scaler": scaler, "lookahead": lookahead}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Every part this trainer has; a checkpoint without one of them does not fit (restore says so).
