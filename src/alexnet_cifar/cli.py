@@ -553,14 +553,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .artifacts.model_file import load_inference_model
     from .data.source import open_data
-    from .inference.evaluate import report_on_test_set
+    from .inference.evaluate import classification_report, logits_on_test_set
 
     model, device = load_inference_model(args.checkpoint, args.device)
     data = open_data(args.data_dir)
     if args.tta_shift and not args.tta:
         raise UsageError(f"--tta-shift {args.tta_shift} needs --tta: add --tta, or drop --tta-shift")
     views = {"tta": args.tta, "tta_shift": args.tta_shift}
-    report = report_on_test_set(model, data, device, **views, show_progress=not (args.quiet or args.json))
+    logits, labels = logits_on_test_set(model, data, device, **views, show_progress=not (args.quiet or args.json))
+    report = classification_report(logits, labels, data.classes)
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), **views, **report.to_dict()}))
     else:

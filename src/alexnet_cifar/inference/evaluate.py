@@ -130,17 +130,3 @@ def classification_report(logits: torch.Tensor, labels: torch.Tensor, classes: S
         per_class=per_class.tolist(),
         confusion=confusion.tolist(),
     )
-
-
-def report_on_test_set(
-    model: nn.Module,
-    data: CIFAR10,
-    device: torch.device,
-    *,
-    tta: bool = False,
-    tta_shift: int = 0,
-    show_progress: bool = False,
-) -> ClassificationReport:
-    """The full report of `alexnet-cifar evaluate`: the model over the whole test set."""
-    logits, labels = logits_on_test_set(model, data, device, tta=tta, tta_shift=tta_shift, show_progress=show_progress)
-    return classification_report(logits, labels, data.classes)
