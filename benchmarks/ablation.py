@@ -47,7 +47,10 @@ def run_rung(data, rung: int, seed: int, out: Path) -> dict:
     name = f"ladder-rung{rung}-s{seed}"
     mine = SUMMARIES / f"{name}.json"
     if mine.exists():
-        return json.loads(mine.read_text())
+        kept = json.loads(mine.read_text())
+        if recorded(cfg.to_dict(), [{**kept, "same_as": None}]):
+            return kept
+        print(f"{mine.name} holds another config (study.LADDER changed?): this rung is run again", flush=True)
     same = recorded(cfg.to_dict(), read_summaries())
     if same is not None:  # e.g. the last rung is a `best` run: the same run, not a new one
         summary = {**same, "name": name, "variant": f"rung{rung}", "same_as": same["name"]}
@@ -63,7 +66,10 @@ def main() -> int:
     p.add_argument("--data-dir", type=Path, help="folder holding cifar-10-batches-py/ (default: $CIFAR10_ROOT)")
     p.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run dirs (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: 0 1 2)")
-    p.add_argument("--rungs", type=int, nargs="+", help=f"rungs to run, 0..{len(LADDER) - 1} (default: all)")
+    last = len(LADDER) - 1
+    p.add_argument(
+        "--rungs", type=int, nargs="+", choices=range(last + 1), metavar="N", help=f"0..{last} (default: all)"
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:

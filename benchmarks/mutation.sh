@@ -21,8 +21,10 @@ save() { # every .meta mutmut wrote, into the repository's copy
   [ -d mutants/src ] && (cd mutants && find src -name '*.py.meta' -exec install -D -m 644 {} "../$RESULTS/{}" \;)
   return 0
 }
-if [ -d "$RESULTS/src" ]; then # earlier results, unless this checkout's own are newer
-  mkdir -p mutants && cp -r -n "$RESULTS/src" mutants/
+if [ -d "$RESULTS/src" ]; then # the saved results, where this checkout has none of its own
+  (cd "$RESULTS" && find src -name '*.py.meta' | while read -r meta; do
+    [ -e "../../mutants/$meta" ] || install -D -m 644 "$meta" "../../mutants/$meta"
+  done)
 fi
 trap save EXIT
 "$VENV/bin/mutmut" run --max-children "$(nproc)" "$@"

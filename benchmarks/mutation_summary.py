@@ -19,6 +19,11 @@ from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.txt")
 COLUMNS = ("mutants", "killed", "timeout", "process", "survived", "no tests", "other", "equivalent")
@@ -37,13 +42,22 @@ def read_judged(path: Path = EQUIVALENT) -> dict[str, str]:
     return judged
 
 
-def read_results(mutants: Path) -> dict[str, dict[str, str]]:
-    """module file -> {mutant name: status} from mutmut's .meta files."""
+def in_scope(pyproject: Path = ROOT / "pyproject.toml") -> set[str]:
+    """The modules `[tool.mutmut] only_mutate` names, as paths under src/."""
+    paths = tomllib.loads(pyproject.read_text())["tool"]["mutmut"]["only_mutate"]
+    return {p.removeprefix("src/") for p in paths}
+
+
+def read_results(mutants: Path, scope: set[str] | None = None) -> dict[str, dict[str, str]]:
+    """module file -> {mutant name: status} from mutmut's .meta files, for the modules in scope
+    (results of a module that left the scope, or the code, are not counted)."""
+    scope = in_scope() if scope is None else scope
     results = {}
     for meta in sorted(mutants.glob("src/**/*.py.meta")):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
         module = str(meta.relative_to(mutants / "src")).removesuffix(".meta")
-        results[module] = {name: status_by_exit_code[code] for name, code in codes.items()}
+        if module in scope:
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            results[module] = {name: status_by_exit_code[code] for name, code in codes.items()}
     return results
 
 

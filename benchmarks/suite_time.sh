@@ -25,9 +25,14 @@ timed() { # timed NAME FOLDER PYTEST-ARGS...: the suite's wall time in seconds, 
   echo "$name: $("$py" -c "print(f'{$end - $start:.1f}')") s, $(tail -1 "$work/$name.log")"
 }
 
+make_args() { # the pytest options of a clone's `make test` (between "pytest -q" and "$(ARGS)")
+  sed -n 's/^\t.*-m pytest -q \(.*\)\$(ARGS)$/\1/p' "$1/Makefile"
+}
+
 clone "$base" "$work/base"
 clone HEAD "$work/head"
 # each commit's own test command: the old one ran pytest in one process, today's one worker per core
-if grep -q -- "-n auto" "$work/base/Makefile"; then base_args=(-n auto --dist loadscope); else base_args=(); fi
-timed "$base" "$work/base" "${base_args[@]}"
-timed "$(git -C "$here" rev-parse --short HEAD)" "$work/head" -n auto --dist loadscope
+# shellcheck disable=SC2046  # the options split into words, as make splits them
+timed "$base" "$work/base" $(make_args "$work/base")
+# shellcheck disable=SC2046
+timed "$(git -C "$here" rev-parse --short HEAD)" "$work/head" $(make_args "$work/head")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 import statistics
 import sys
@@ -92,7 +93,8 @@ def ladder_table(summaries: list[dict]) -> str:
             gain = f"{100 * d.difference.mean:+.2f}"
             if d.difference.n > 1:
                 gain += f" [{100 * d.difference.low:+.2f}, {100 * d.difference.high:+.2f}]"
-                p, need = f"{d.p_value:.2g}", str(d.seeds_needed)
+                p = "n/a" if math.isnan(d.p_value) else f"{d.p_value:.2g}"  # no spread: no t-test
+                need = str(d.seeds_needed)
         label = next(iter(runs.values()))["ladder"]["label"]
         wall = statistics.mean(r["wall_s"] for r in runs.values())
         lines.append(

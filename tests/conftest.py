@@ -88,11 +88,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _seconds[report.nodeid.split("::")[0]] = _seconds.get(report.nodeid.split("::")[0], 0.0) + report.duration
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """With --save-module-seconds, the controller (not an xdist worker) writes what every worker reported."""
-    if session.config.getoption("--save-module-seconds") and not hasattr(session.config, "workerinput"):
-        times = {Path(module).name: round(t, 1) for module, t in sorted(_seconds.items(), key=lambda kv: -kv[1])}
-        MODULE_SECONDS.write_text(json.dumps(times, indent=1) + "\n")
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With --save-module-seconds, after a run that passed and ran whole modules (no -k or -m), the
+    controller (not an xdist worker) updates the modules this run timed; the others keep their times."""
+    config = session.config
+    whole = not (config.option.keyword or config.option.markexpr) and exitstatus == 0
+    if config.getoption("--save-module-seconds") and not hasattr(config, "workerinput") and whole:
+        times = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}
+        times.update({Path(module).name: round(t, 1) for module, t in _seconds.items()})
+        ordered = dict(sorted(times.items(), key=lambda kv: -kv[1]))
+        MODULE_SECONDS.write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 @pytest.fixture(autouse=True)

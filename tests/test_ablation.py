@@ -21,7 +21,15 @@ def summaries(tmp_path, monkeypatch):
 def trained(calls: list):
     def run_config(cfg, data, path, variant, how):
         calls.append((path.name, variant, how))
-        return {"name": path.name, "variant": variant, "seed": cfg.seed, "test_acc": 0.8, "wall_s": 1.0, "config": {}}
+        config = cfg.to_dict()
+        return {
+            "name": path.name,
+            "variant": variant,
+            "seed": cfg.seed,
+            "test_acc": 0.8,
+            "wall_s": 1.0,
+            "config": config,
+        }
 
     return run_config
 
@@ -39,6 +47,10 @@ def test_a_rung_is_trained_once_then_read_back(summaries, tmp_path, monkeypatch)
     assert calls == [("ladder-rung2-s1", "rung2", ablation.command(2, 1))]
     assert first == again and again["ladder"] == {"rung": 2, "label": LADDER[2][0]}
     assert json.loads((summaries / "ladder-rung2-s1.json").read_text()) == first
+    # the ladder changed under a recorded rung: that rung is trained again, not read back
+    monkeypatch.setattr(ablation, "ladder_configs", lambda seed, valid_split: ladder_configs(seed + 1, valid_split))
+    ablation.run_rung(None, 2, 1, tmp_path / "out")
+    assert len(calls) == 2
 
 
 def test_a_config_already_recorded_under_another_name_is_not_trained_again(summaries, tmp_path, monkeypatch):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -112,18 +114,30 @@ def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused(tmp_path):
         load_checkpoint(path)
 
 
+def nan_slow(state: dict) -> dict:
+    slow = [t.clone() for t in state["lookahead"]["slow"]]
+    slow[3][0] = float("nan")
+    return {"slow": slow}
+
+
 @pytest.mark.parametrize(
-    "value",
-    [None, {"slow": "weights"}, {"slow": [torch.zeros(3)]}, {"slow": [torch.zeros(3)] * 10}],
-    ids=["none", "not-a-list", "too-few", "wrong-shapes"],
+    "damage, words",
+    [
+        (lambda state: None, "entry lookahead.slow must be the model's weights"),
+        (lambda state: {"slow": "weights"}, "entry lookahead.slow must be the model's weights"),
+        (lambda state: {"slow": [torch.zeros(3)]}, "entry lookahead.slow must be the model's weights"),
+        (lambda state: {"slow": [torch.zeros(3)] * 10}, "weights of another network (lookahead.slow.conv1.0.weight)"),
+        (nan_slow, "NaN or infinite weights in lookahead.slow.conv2.0.bias"),
+    ],
+    ids=["none", "not-a-list", "too-few", "wrong-shapes", "nan"],
 )
-def test_a_damaged_lookahead_state_is_named(tmp_path, value):
+def test_a_damaged_lookahead_state_is_named(tmp_path, damage, words):
     from .conftest import tiny_fit
 
     _, run = tiny_fit(tmp_path, epochs=1, lookahead_every=2)
     state = torch.load(run.last, weights_only=True)
     assert len(state["lookahead"]["slow"]) == 10  # one per parameter tensor
-    state["lookahead"] = value
+    state["lookahead"] = damage(state)
     torch.save(state, run.last)
-    with pytest.raises(UserError, match="entry lookahead.slow must be the model's weights"):
+    with pytest.raises(UserError, match=re.escape(words)):
         load_checkpoint(run.last, training=True)

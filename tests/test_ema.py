@@ -76,24 +76,33 @@ def test_a_stopped_ema_run_resumes_to_the_unbroken_weights(fake_root, tmp_path):
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), part
 
 
-def test_lookahead_pulls_back_every_k_steps_with_a_warmed_up_decay():
+def walk(look: Lookahead, steps: int) -> list[float]:
+    """A one-weight model that training moves +1 per step; its weight after each step."""
     model = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(0.0)
-    look = Lookahead(model, every=2, decay=0.8, total_steps=4)
-    assert look.current_decay(2) == pytest.approx(0.8 * (2 / 4) ** 3)  # 0.1
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    look.after_step(model, 1)  # not a multiple of 2: training runs free
-    assert model.weight.item() == 1.0 and look.slow[0].item() == 0.0
-    look.after_step(model, 2)  # slow <- 0.1 * 0 + 0.9 * 1; the model restarts from it
-    assert look.slow[0].item() == pytest.approx(0.9) and model.weight.item() == pytest.approx(0.9)
-    with torch.no_grad():
-        model.weight.fill_(5.0)
-    look.after_step(model, 3)
-    assert model.weight.item() == 5.0
-    look.after_step(model, 4)  # the last step: the model is the slow weights, which stay as they were
-    assert model.weight.item() == pytest.approx(0.9) and look.slow[0].item() == pytest.approx(0.9)
+    look.slow = [torch.zeros(1, 1)]
+    seen = []
+    for step in range(1, steps + 1):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        look.after_step(model, step)
+        seen.append(model.weight.item())
+    return seen
+
+
+def test_lookahead_pulls_back_every_k_steps_and_after_the_last_with_a_warmed_up_decay():
+    look = Lookahead(torch.nn.Linear(1, 1, bias=False), every=2, decay=0.8, total_steps=5)
+    assert look.current_decay(2) == pytest.approx(0.8 * (2 / 5) ** 3)
+    # by hand: step 2: d = 0.0512, slow = 0.9488 * 2 = 1.8976; step 4: d = 0.4096, slow = 1.8976 + 0.5904 * 2
+    # = 3.0784; step 5, the last (not a multiple of 2): d = 0.8, slow = 3.0784 + 0.2 * 1 = 3.2784
+    assert walk(look, 5) == pytest.approx([1.0, 1.8976, 2.8976, 3.0784, 3.2784])
+    assert look.slow[0].item() == pytest.approx(3.2784)
+
+
+def test_lookahead_longer_than_the_run_still_ends_with_one_pull():
+    look = Lookahead(torch.nn.Linear(1, 1, bias=False), every=10, decay=0.8, total_steps=3)
+    assert walk(look, 3) == pytest.approx([1.0, 2.0, 0.6])  # 0 + 0.2 * (3 - 0)
 
 
 def test_a_lookahead_run_ends_on_its_slow_weights_and_resumes_exactly(tmp_path):
@@ -112,3 +121,16 @@ def test_a_lookahead_run_ends_on_its_slow_weights_and_resumes_exactly(tmp_path):
     fit(cfg, data, stopped, resume=load_checkpoint(stopped.last, training=True), show_progress=False)
     again = torch.load(stopped.weights, weights_only=True)
     assert all(torch.equal(again[k], final[k]) for k in final)
+
+
+def test_lookahead_in_a_run_ending_mid_epoch_with_a_moving_average(tmp_path):
+    """A run of 20 steps (the second epoch cut at 7 of 13) with k = 3: the trained weights end as the
+    slow ones after step 20, and the average of those is what is evaluated and saved."""
+    _, run = tiny_fit(tmp_path, steps=20, lookahead_every=3, ema=0.9)
+    last = load_checkpoint(run.last, training=True)
+    assert last["progress"]["step"] == 20 and last["scheduler"]["last_epoch"] == 20
+    trained = last["model"]
+    assert all(torch.equal(trained[k], slow) for k, slow in zip(trained, last["lookahead"]["slow"], strict=True))
+    saved = torch.load(run.weights, weights_only=True)
+    assert all(torch.equal(saved[k], last["ema"]["model"][k]) for k in saved)
+    assert not torch.equal(saved["fc3.weight"], trained["fc3.weight"])

@@ -50,7 +50,7 @@ class TrainConfig:
     # and saved as the final weights; 0 = off
     lookahead_every: int = 0  # steps between lookahead updates (airbench: 5); 0 = off
     lookahead_decay: float = 0.7738  # the slow weights' decay at the end of the run (0.95^5), reached
-    # as decay x (step / steps)^3; after the last step the model is the slow weights
+    # as decay x (step / steps)^3; after the last step the trained weights are the slow ones
     # initialisation (the network stays the lesson's; only its starting weights change)
     whiten: bool = False  # conv1 starts as a whitening filter bank of the training images' 5x5 patches
     whiten_eps: float = 0.1  # added to each patch-covariance eigenvalue before 1/sqrt: limits the

@@ -179,14 +179,11 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
 
 
 def check_lookahead(look: object, model: dict[str, Any], path: Path) -> None:
-    """The slow weights: one tensor per parameter, shaped as the model's."""
+    """The slow weights: one finite float tensor per parameter, shaped as the model's."""
     slow = look.get("slow") if isinstance(look, dict) else None
-    shapes = [tuple(t.shape) for t in model.values()]
-    if (
-        not (isinstance(slow, list) and all(isinstance(t, torch.Tensor) for t in slow))
-        or [tuple(t.shape) for t in slow] != shapes
-    ):
+    if not (isinstance(slow, list) and len(slow) == len(model)):
         raise UserError(f"{path} is damaged: entry lookahead.slow must be the model's weights; {DAMAGED_HINT}")
+    check_weights(dict(zip(model, slow, strict=True)), path, "lookahead.slow")
 
 
 def _check_entries(values: dict[str, Any], schema: dict, path: Path, prefix: str) -> None:

@@ -39,10 +39,10 @@ class EMA:
 
 
 class Lookahead:
-    """Lookahead with a warmed-up decay (Zhang et al. 2019; airbench's form): every `every` steps the
-    slow weights take (1 - d) of the way to the trained ones, and the trained ones restart from them.
-    d grows as decay x (step / total)^3, so early training runs free, and after the last step the
-    model is the slow weights. Unlike `EMA` it changes what is trained, not only what is evaluated."""
+    """Lookahead with a warmed-up decay (Zhang et al. 2019; airbench's form): every `every` steps, and
+    after the last, the slow weights take (1 - d) of the way to the trained ones and training restarts
+    from them. d grows as decay x (step / total)^3, so early training runs free; the trained weights
+    end as the slow ones. Unlike `EMA` it changes what is trained, not only what is evaluated."""
 
     def __init__(self, model: nn.Module, every: int, decay: float, total_steps: int) -> None:
         self.every, self.decay, self.total = every, decay, total_steps
@@ -53,12 +53,11 @@ class Lookahead:
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, step: int) -> None:
-        """`step`: optimizer steps taken so far (1 after the first)."""
-        if step >= self.total:  # the end: the model becomes the slow weights
-            torch._foreach_copy_([p.detach() for p in model.parameters()], self.slow)
-        elif step % self.every == 0:
+        """`step`: optimizer steps taken so far (1 after the first). The last step also ends a block,
+        so the steps since the last multiple of `every` are never lost."""
+        if step % self.every == 0 or step >= self.total:
             fast = [p.detach() for p in model.parameters()]
-            torch._foreach_lerp_(self.slow, fast, 1 - self.current_decay(step))
+            torch._foreach_lerp_(self.slow, fast, 1 - self.current_decay(min(step, self.total)))
             torch._foreach_copy_(fast, self.slow)
 
     def state_dict(self) -> dict[str, Any]:
