@@ -8,7 +8,7 @@ A table lives in README.md or docs/RESULTS.md between `<!-- table:KIND -->` and 
 `write` replaces what is between the markers with the table made from docs/runs/*.json (small
 summaries of runs, kept in the repo instead of the runs). tests/test_tables.py runs `check`.
 Kinds: `groups` (each variant and budget over its seeds: test accuracy with its 95% interval),
-`headline` (the same for runs of a recipe's own epochs), `ladder` (benchmarks/ablation.py's rungs,
+`headline` (the same for the recipes as they are, at their own epochs), `ladder` (benchmarks/ablation.py's rungs,
 each one's gain over the rung above paired by seed) and `runs` (every recorded run, with the
 commit that made it).
 """
@@ -41,8 +41,9 @@ def group_key(s: dict) -> tuple[str, float]:
 
 
 def headline_table(summaries: list[dict]) -> str:
-    """groups_table of the runs that trained their recipe's own epochs (no time budget)."""
-    return groups_table([s for s in summaries if not s["time_budget"]])
+    """groups_table of the recipes as they are (a variant named as its recipe), each trained for its
+    own epochs (no time budget)."""
+    return groups_table([s for s in summaries if not s["time_budget"] and s["variant"] == s.get("recipe")])
 
 
 def groups_table(summaries: list[dict]) -> str:

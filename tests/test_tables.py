@@ -81,3 +81,10 @@ def test_ladder_table_pairs_each_rung_with_the_one_above_by_seed():
 def test_a_run_recorded_under_a_second_name_is_listed_once():
     runs = [summary("best", 0, 0.87), {**summary("best", 0, 0.87), "name": "ladder-rung8-s0", "same_as": "best-s0"}]
     assert tables.runs_table(runs).count("0.8700") == 1
+
+
+def test_the_headline_shows_the_recipes_as_they_are_at_their_own_epochs():
+    runs = [{**summary("fast", 0, 0.74), "recipe": "fast"}, {**summary("fast-plain", 0, 0.71), "recipe": "fast"}]
+    runs += [{**summary("best", 0, 0.82, budget=300), "recipe": "best"}]
+    table = tables.headline_table(runs)
+    assert "| fast | epochs | 1 | 74.00%" in table and "fast-plain" not in table and "best" not in table
