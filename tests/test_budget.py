@@ -255,7 +255,9 @@ def test_measure_prices_evaluations_and_checkpoints_on_the_same_clock(tmp_path, 
     speed = budget.measure(cfg, train, valid, 100, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
     assert evaluated == [8, 24]
     assert speed.evaluation == pytest.approx(0.040) and speed.test == pytest.approx(0.100)
-    assert speed.checkpoint == 0.5 and saved == [("probe.pt", ["ema", "model", "optimizer", "scaler", "scheduler"])]
+    assert speed.checkpoint == 0.5 and saved == [
+        ("probe.pt", ["ema", "lookahead", "model", "optimizer", "scaler", "scheduler"])
+    ]
 
 
 def test_plan_measures_the_runs_own_loaders_and_fits_the_steps_before_the_deadline(tmp_path, monkeypatch):
