@@ -114,15 +114,20 @@ def read_summaries(folder: Path = SUMMARIES) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+def groups(summaries: list[dict]) -> dict[tuple[str, float], list[dict]]:
+    """The runs of each (variant, budget): one point of the plot."""
+    grouped: dict[tuple[str, float], list[dict]] = {}
+    for s in summaries:
+        grouped.setdefault((s["variant"], s["time_budget"]), []).append(s)
+    return grouped
+
+
 def points(summaries: list[dict]) -> dict[str, list[tuple[float, float, float, int]]]:
     """Per variant: (mean wall s, mean test acc, std of test acc, seeds) for each budget."""
     import statistics
 
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for s in summaries:
-        groups.setdefault((s["variant"], s["time_budget"]), []).append(s)
     curves: dict[str, list[tuple[float, float, float, int]]] = {}
-    for (variant, _), runs in sorted(groups.items()):
+    for (variant, _), runs in sorted(groups(summaries).items()):
         accs = [r["test_acc"] for r in runs]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         curves.setdefault(variant, []).append(
@@ -141,12 +146,9 @@ def other_days(summaries: list[dict]) -> dict[tuple[float, float], str]:
     from collections import Counter
 
     usual = Counter(s["date"] for s in summaries).most_common(1)[0][0] if summaries else ""
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for s in summaries:
-        groups.setdefault((s["variant"], s["time_budget"]), []).append(s)
     return {
         (statistics.mean(r["wall_s"] for r in runs), statistics.mean(r["test_acc"] for r in runs)): runs[0]["date"]
-        for runs in groups.values()
+        for runs in groups(summaries).values()
         if runs[0]["date"] != usual
     }
 

@@ -43,3 +43,16 @@ def test_a_run_is_summarised_with_the_config_it_trained(tmp_path):
     assert [summary[k] for k in ("name", "variant", "seed", "command")] == ["one", "seed", 3, "the command"]
     assert summary["config"] == cfg.to_dict() and summary["epochs"] == 1 and summary["time_budget"] == 0
     assert 0 <= summary["test_acc"] <= 1 and summary["wall_s"] > 0
+
+
+def test_a_point_measured_on_another_day_is_dated():
+    """Wall time depends on the day's machine: the plot marks the points of a day other than most points'."""
+    from frontier import other_days
+
+    same_day = [{**run("fast", 0, s, 0.74, 40.0), "date": "2026-11-29"} for s in range(3)]
+    later = [
+        {**run("best", 0, s, acc, wall), "date": "2026-12-03"} for s, acc, wall in [(0, 0.86, 600), (1, 0.88, 700)]
+    ]
+    ((wall, acc), day), *rest = other_days(same_day + later).items()
+    assert (wall, acc, day, rest) == (650.0, pytest.approx(0.87), "2026-12-03", [])
+    assert other_days(same_day) == {}
