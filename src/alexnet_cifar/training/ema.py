@@ -1,4 +1,5 @@
-"""An exponential moving average of the weights: a smoother model to evaluate and keep."""
+"""Averages of the weights: an exponential moving average to evaluate and keep (`EMA`), and lookahead
+(`Lookahead`), whose slow weights training restarts from every few steps."""
 
 from __future__ import annotations
 
