@@ -67,3 +67,40 @@ def test_the_forward_runs_under_the_trainers_autocast(tmp_path):
     trainer.model.fc3.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     train_one_epoch(trainer, train, max_batches=1)
     assert seen == [torch.bfloat16]
+
+
+class RecordingBar:
+    """A progress bar that keeps what it was told (tqdm draws only on a terminal, which tests lack)."""
+
+    disable = False
+
+    def __init__(self) -> None:
+        self.updates: list[int] = []
+        self.postfixes: list[tuple[int, dict, bool]] = []
+
+    def update(self, n: int) -> None:
+        self.updates.append(n)
+
+    def set_postfix(self, refresh: bool = True, **values) -> None:
+        self.postfixes.append((len(self.updates), values, refresh))
+
+
+def test_the_bar_counts_images_and_shows_the_running_loss_every_20_batches(tmp_path):
+    from alexnet_cifar.progress import POSTFIX_EVERY
+
+    data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=85, n_test=10))  # 425 = 53 x 8 + 1
+    cfg = resolve_config("seed", {"batch_size": 8, "lr": 0.02, "device": "cpu"})
+    cpu = torch.device("cpu")
+    train, _ = make_loaders(cfg, data, cpu)
+    trainer = build_trainer(cfg, cpu, len(train))
+    losses = []
+    trainer.criterion.register_forward_hook(lambda module, args, out: losses.append(out.item()))
+    bar = RecordingBar()
+    train_one_epoch(trainer, train, bar=bar)
+    assert bar.updates == [8] * 53 + [1]  # images, the short last batch too
+    assert POSTFIX_EVERY == 20 and [(n, refresh) for n, _, refresh in bar.postfixes] == [(20, False), (40, False)]
+    for n, values, _ in bar.postfixes:  # the mean loss of the images so far (batches of 8), to 3 decimals
+        assert values == {"loss": f"{sum(losses[:n]) / n:.3f}"}
+    bar.disable = True  # --quiet, or no terminal: nothing is counted (nor read from the device)
+    train_one_epoch(trainer, train, bar=bar)
+    assert len(bar.updates) == 54 and len(bar.postfixes) == 2

@@ -283,3 +283,100 @@ def test_an_unreadable_report_is_not_taken_for_ours(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", unreadable)
     with pytest.raises(UserError, match="report.html"):
         RunDir.create(path, overwrite=True)
+
+
+def test_config_json_records_where_and_how_the_run_was_made(tmp_path, monkeypatch):
+    """What a user checks to repeat a run: versions, machine, device, threads, command, commit, time."""
+    import platform
+    import subprocess
+
+    from alexnet_cifar import __version__
+
+    monkeypatch.setattr("sys.argv", ["alexnet-cifar", "train", "--epochs", "2"])
+    run = RunDir.create(tmp_path / "run")
+    before = time.time()
+    run.write_config({"recipe": "seed"}, torch.device("cpu"))
+    env = json.loads(run.config.read_text())["environment"]
+    started = time.mktime(time.strptime(env.pop("started"), "%Y-%m-%dT%H:%M:%S%z"))
+    assert before - 1 <= started <= time.time() + 1
+    git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    assert env == {
+        "alexnet_cifar": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": models[0] if models else platform.processor() or platform.machine(),
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "command": ["alexnet-cifar", "train", "--epochs", "2"],
+        "git_commit": git.stdout.strip() or None,
+        "world_size": 1,  # unless the run says otherwise
+        "data_folder": None,
+    }
+
+
+RESUME_KEYS = [
+    "started",
+    "command",
+    "device",
+    "threads",
+    "world_size",
+    "git_commit",
+    "data_folder",
+    "autocast",
+    "device_policy",
+]
+
+
+def test_each_resume_records_its_own_start(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path / "run")
+    monkeypatch.setattr("sys.argv", ["alexnet-cifar", "train"])
+    run.write_config({"recipe": "seed"}, torch.device("cpu"), {"world_size": 2, "data_folder": "/a"})
+    monkeypatch.setattr("sys.argv", ["alexnet-cifar", "train", "--resume", "run"])
+    facts = {"world_size": 1, "data_folder": "/b", "autocast": "bf16", "device_policy": "amp: bf16", "other": 1}
+    run.write_config({"recipe": "seed"}, torch.device("cpu"), facts)
+    run.write_config({"recipe": "seed"}, torch.device("cpu"), facts)
+    info = json.loads(run.config.read_text())
+    assert info["environment"]["data_folder"] == "/a" and info["environment"]["command"] == ["alexnet-cifar", "train"]
+    first, second = info["resumes"]
+    assert set(first) == set(RESUME_KEYS)
+    assert {k: first[k] for k in ("command", "device", "threads", "world_size", "data_folder")} == {
+        "command": ["alexnet-cifar", "train", "--resume", "run"],
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "world_size": 1,
+        "data_folder": "/b",
+    }
+    assert (first["autocast"], first["device_policy"]) == ("bf16", "amp: bf16") and second == {
+        **first,
+        "started": second["started"],
+    }
+
+
+def test_a_machine_without_git_or_proc_still_gets_a_config(tmp_path, monkeypatch):
+    import platform
+    import subprocess
+
+    from alexnet_cifar.artifacts import run_dir
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert run_dir.git_commit() is None
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 128, "", "not a repository"))
+    assert run_dir.git_commit() is None
+    real_read = Path.read_text
+
+    def no_proc(self, *args, **kwargs):
+        if str(self) == "/proc/cpuinfo":
+            raise PermissionError(13, "Permission denied")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", no_proc)
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert run_dir.cpu_name() == platform.machine()
+    monkeypatch.setattr(platform, "processor", lambda: "x86_64 Family 25")
+    assert run_dir.cpu_name() == "x86_64 Family 25"
