@@ -183,16 +183,8 @@ def test_a_time_budget_under_torchrun_plans_one_number_of_steps_for_every_rank(d
     """Each rank measures its own speed and reads its own clock; they must still train the same
     steps, or one rank would wait for the other's gradients for ever."""
     run = tmp_path / "run"
-    args = (
-        "--data-dir",
-        str(data_dir),
-        "--run-dir",
-        str(run),
-        "--batch-size",
-        "16",
-        "--time-budget",
-        "10s",
-    )  # start-up alone took 5 s on a loaded 2-core CI machine
+    # 10 s: start-up alone took 5 s on a loaded 2-core CI machine
+    args = ("--data-dir", str(data_dir), "--run-dir", str(run), "--batch-size", "16", "--time-budget", "10s")
     done = torchrun(*args, *COMMON)
     assert done.returncode == 0, done.stdout + done.stderr
     cfg = json.loads((run / "config.json").read_text())["config"]
