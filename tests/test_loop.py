@@ -62,10 +62,12 @@ def test_same_seed_repeats_exactly_and_another_seed_differs(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_data_seed_epoch_beats_30_percent(real_root, tmp_path):
-    """The core acceptance check: one epoch of the lesson's recipe on the real CIFAR-10 (about 30 s)."""
-    data = load_cifar10(real_root)
-    seed = fit(resolve_config("seed", {"epochs": 1}), data, RunDir.create(tmp_path / "seed"), show_progress=False)
+def test_real_data_seed_half_epoch_beats_30_percent(real_root, tmp_path):
+    """The core acceptance check: the lesson's recipe learns the real CIFAR-10. Half an epoch (391
+    steps of 64, 28 s on one thread) reached 37.6% on 2026-12-03; the whole epoch, 44.8% in 56 s
+    (the lesson's first epoch: 45.0%), is left to the ladder's runs."""
+    cfg = resolve_config("seed", {"epochs": 1, "steps": 391})
+    seed = fit(cfg, load_cifar10(real_root), RunDir.create(tmp_path / "seed"), show_progress=False)
     assert seed[0].valid_acc > 0.30
 
 
