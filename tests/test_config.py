@@ -107,8 +107,10 @@ def test_recipes_table_stars_exactly_the_fields_that_differ_from_the_seed_recipe
 
 
 @pytest.mark.slow
-def test_real_data_fast_recipe_beats_the_lessons_first_epoch_in_one(real_root, tmp_path):
-    """The fast recipe's training laid over one epoch beats the lesson's own first epoch (45.0%)."""
-    cfg = resolve_config("fast", {"epochs": 1})
+def test_real_data_fast_recipe_beats_the_lessons_first_epoch_in_half_of_one(real_root, tmp_path):
+    """The fast recipe's training laid over half an epoch (391 steps, the first half warm-up as in
+    one epoch) beats the lesson's whole first epoch (45.0%) by 5 points: 63.7% in 26 s on one
+    thread on 2026-12-03 (one epoch: 69.3% in 41 s)."""
+    cfg = resolve_config("fast", {"epochs": 1, "steps": 391, "warmup_epochs": 0.25})
     fast = fit(cfg, load_cifar10(real_root), RunDir.create(tmp_path / "fast"), show_progress=False)
     assert fast[0].valid_acc > LESSON_HISTORY["valid_acc"][0] + 0.05
