@@ -1,5 +1,6 @@
 """The real CLI, end to end in a subprocess, on fake data."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from alexnet_cifar.cli import main
+from alexnet_cifar.cli import main, positive_float, positive_int, shift_pixels, thread_count
 from alexnet_cifar.model import AlexNet
 
 from .conftest import TINY, run_cli
@@ -60,6 +61,34 @@ def test_bad_arguments_are_one_line_errors(args, message, code):
     assert done.returncode == code
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "parse, text, expected",
+    [
+        (positive_int, "1", 1),
+        (positive_int, "0", "'0' is not allowed; use an integer >= 1"),
+        (positive_int, "1.5", "'1.5' is not allowed; use an integer >= 1"),
+        (thread_count, "1", 1),
+        (thread_count, "1024", 1024),
+        (thread_count, "1025", "'1025' is not allowed; use an integer from 1 to 1024"),
+        (thread_count, "0", "'0' is not allowed; use an integer from 1 to 1024"),
+        (positive_float, "0.05", 0.05),
+        (positive_float, "inf", "'inf' is not allowed; use a finite number > 0"),
+        (positive_float, "0", "'0' is not allowed; use a finite number > 0"),
+        (shift_pixels, "0", 0),
+        (shift_pixels, "8", 8),
+        (shift_pixels, "9", "'9' is not allowed; use an integer from 0 to 8 (pixels)"),
+        (shift_pixels, "-1", "'-1' is not allowed; use an integer from 0 to 8 (pixels)"),
+    ],
+)
+def test_number_flags_take_their_range_and_name_it_otherwise(parse, text, expected):
+    if isinstance(expected, str):
+        with pytest.raises(argparse.ArgumentTypeError) as refused:
+            parse(text)
+        assert str(refused.value) == expected
+    else:
+        assert parse(text) == expected and type(parse(text)) is type(expected)
 
 
 def test_missing_data_with_no_download(tmp_path, capsys):

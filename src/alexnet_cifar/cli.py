@@ -20,7 +20,7 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -42,41 +42,31 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def positive_int(text: str) -> int:
+def checked(text: str, kind: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
+    """`text` as `kind` where `ok` holds, else argparse's error naming the value and what is allowed."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer >= 1")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use {allowed}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return checked(text, int, lambda v: v >= 1, "an integer >= 1")
 
 
 def thread_count(text: str) -> int:
-    value = positive_int(text)
-    if value > 1024:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer from 1 to 1024")
-    return value
+    return checked(text, int, lambda v: 1 <= v <= 1024, "an integer from 1 to 1024")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use a finite number > 0")
-    return value
+    return checked(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def shift_pixels(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 8:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use an integer from 0 to 8 (pixels)")
-    return value
+    return checked(text, int, lambda v: 0 <= v <= 8, "an integer from 0 to 8 (pixels)")
 
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -121,6 +111,12 @@ def add_quiet_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar (off anyway when not on a terminal)")
 
 
+VALID_SPLIT_HELP = (
+    "hold out N training images for the per-epoch Valid columns and best.pt, and evaluate the test set once "
+    "at the end (default: 0, the lesson's way: the Valid columns are the test set)"
+)
+
+
 def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help=f"named recipe, one of {', '.join(RECIPES)} (default: seed)")
     p.add_argument("--config", type=Path, help="JSON or TOML file of config fields, applied over the recipe")
@@ -134,13 +130,7 @@ def train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, help=f"training images per step (default: {SEED.batch_size})")
     p.add_argument("--lr", type=positive_float, help=f"SGD learning rate (default: {SEED.lr})")
-    p.add_argument(
-        "--valid-split",
-        type=int,
-        metavar="N",
-        help="hold out N training images for the per-epoch Valid columns and best.pt, and evaluate the test "
-        "set once at the end (default: 0, the lesson's way: the Valid columns are the test set)",
-    )
+    p.add_argument("--valid-split", type=int, metavar="N", help=VALID_SPLIT_HELP)
     p.add_argument("--seed", type=int, help=f"seed for weights, batch order and augmentation (default: {SEED.seed})")
     p.add_argument("--device", choices=DEVICES, help=f"where to train (default: {SEED.device})")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
