@@ -5,8 +5,10 @@
     python benchmarks/mutation_summary.py --survivors   # also list every surviving mutant
 
 benchmarks/mutation_equivalent.txt judges the survivors, one line each: `NAME equivalent REASON`
-(no test can tell it from the original: left out of the score) or `NAME process TEST` (only a test
-that starts the tool in another interpreter reaches it; killed there when applied by hand):
+(no test can tell it from the original: left out of the score), `NAME process TEST` (only a test
+that starts the tool in another interpreter reaches it; killed there when applied by hand) or
+`NAME device REASON` (it changes only what a GPU or a second torchrun rank would see, which the CPU
+tests in one process cannot: counted as not caught):
 score = (killed + timeout + process) / (mutants - equivalent - not checked).
 """
 
@@ -26,18 +28,19 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = Path(__file__).with_name("mutation_equivalent.txt")
-COLUMNS = ("mutants", "killed", "timeout", "process", "survived", "no tests", "other", "equivalent")
+COLUMNS = ("mutants", "killed", "timeout", "process", "device", "survived", "no tests", "other", "equivalent")
+KINDS = ("equivalent", "process", "device")  # the judgements mutation_equivalent.txt may give
 KNOWN = set(COLUMNS) | {"not checked"}
 
 
 def read_judged(path: Path = EQUIVALENT) -> dict[str, str]:
-    """mutant name -> "equivalent" or "process" (lines `NAME KIND REASON`; # starts a comment)."""
+    """mutant name -> one of KINDS (lines `NAME KIND REASON`; # starts a comment)."""
     judged = {}
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
         if line.strip() and not line.startswith("#"):
             name, kind, *_ = line.split()
-            if kind not in ("equivalent", "process"):
-                raise SystemExit(f"{path}: {name}: kind must be 'equivalent' or 'process', not {kind!r}")
+            if kind not in KINDS:
+                raise SystemExit(f"{path}: {name}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
             judged[name] = kind
     return judged
 

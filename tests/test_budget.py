@@ -2,6 +2,7 @@
 
 import argparse
 import csv
+import itertools
 import json
 import math
 
@@ -60,8 +61,7 @@ def test_steps_within_is_the_most_that_fits(seconds, step, evaluation, test, che
 
 
 def test_steps_within_a_month_of_millisecond_steps_is_computed_not_counted():
-    """2.6 billion steps: the closed form lands within a step of the answer, which the step-by-step
-    check only confirms (counting up to it would take minutes)."""
+    """2.6 billion steps: found by bisection (counting up to them would take minutes)."""
     speed = Speed(step=0.001, evaluation=1.0, test=10.0)
     month = 30 * 86_400.0
     epochs = (month - 10.0) // (100 * 0.001 + 1.0)  # whole epochs of 100 steps and an evaluation each
@@ -187,46 +187,59 @@ def test_time_budget_values():
 
 
 @pytest.mark.parametrize(
-    ("batch", "budget_s", "steps_run"),
+    ("batch", "budget_s", "tick", "steps_run", "busy"),
     [
-        (4, 0, 55),  # 15 untimed, then the least timed: 40 in 4 blocks
-        (4, 21_000, 120),  # 1% of 21,000 s at 2 s a step: 105 timed, the last block of 5
-        (64, 0, 10),  # an epoch of 10 batches: 9 untimed, 1 timed
+        (4, 0, 2.0, 55, 30),  # 15 untimed, then the least timed: 40 in 4 blocks
+        (4, 21_000, 2.0, 120, 30),  # 1% of 21,000 s at 2 s a step: 105 timed, the last block of 5
+        (4, 5_000, 0.5, 115, 30),  # 1% of 5,000 s at half a second a step: 100 timed
+        (64, 0, 2.0, 10, 9),  # an epoch of 10 batches: 9 untimed (the busy one among them), 1 timed
     ],
 )
-def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch, batch, budget_s, steps_run):
-    """A clock that moves two seconds per optimizer step and stands still otherwise: two seconds a
-    step, even when one step meets a busy machine (a minute), which the median of 10-step blocks
-    ignores. A longer budget times more steps (about 1% of it)."""
+def test_measure_divides_the_timed_time_by_the_timed_steps(
+    tmp_path, monkeypatch, batch, budget_s, tick, steps_run, busy
+):
+    """A clock that moves `tick` seconds per optimizer step and stands still otherwise: `tick`
+    seconds a step, even when one step meets a busy machine (a minute, at step `busy`), which the
+    median of 10-step blocks ignores, or which comes before the timing starts. A longer budget
+    times more steps (about 1% of it). The steps go on through the epoch, as the run's will: each
+    block starts where the one before ended."""
     from alexnet_cifar.data.cifar10 import load_cifar10
     from alexnet_cifar.device import choose_policy
     from alexnet_cifar.training.ranks import DistInfo
     from alexnet_cifar.training.trainer import Trainer, make_loaders
 
-    now, calls = [1000.0], [0]
-    real_step = Trainer.step
+    now, calls, spans = [1000.0], [0], []
+    real_step, real_epoch = Trainer.step, budget.train_one_epoch
 
     def step(self, loss):
         calls[0] += 1
-        now[0] += 60.0 if calls[0] == 30 else 2.0
+        now[0] += 60.0 if calls[0] == busy else tick
         real_step(self, loss)
+
+    def epoch(trainer, train, **kwargs):
+        spans.append((kwargs.get("start", 0), kwargs["max_batches"]))
+        return real_epoch(trainer, train, **kwargs)
 
     monkeypatch.setattr(budget, "clock", lambda: now[0])
     monkeypatch.setattr(Trainer, "step", step)
+    monkeypatch.setattr(budget, "train_one_epoch", epoch)
     data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=128, n_test=20))
     overrides = {"batch_size": batch, "device": "cpu", "time_budget": budget_s, "whiten": True}  # measured unwhitened
     cfg = resolve_config("seed", overrides)
     cpu = torch.device("cpu")
     train, valid = make_loaders(cfg, data, cpu)
     speed = budget.measure(cfg, train, valid, 0, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
-    assert speed.step == 2.0 and speed.evaluation == 0.0 and speed.test == 0.0
+    assert speed.step == tick and speed.evaluation == 0.0 and speed.test == 0.0
     assert calls[0] == steps_run  # the untimed steps ran too
+    assert [first for first, _ in spans] == [0, *itertools.accumulate(n for _, n in spans[:-1])]
 
 
-def test_measure_prices_evaluations_and_checkpoints_on_the_same_clock(tmp_path, monkeypatch):
-    """A millisecond per evaluated image and half a second per checkpoint written: the evaluation of
-    3 timed batches of 8 is scaled to the 40-image split and to the 100-image test set; one untimed
-    batch comes first; the checkpoint written is the trainer's whole state."""
+@pytest.mark.parametrize("tta", [False, True])
+def test_measure_prices_evaluations_and_checkpoints_on_the_same_clock(tmp_path, monkeypatch, tta):
+    """A millisecond per evaluated image and view and half a second per checkpoint written: the
+    evaluation of 3 timed batches of 8 (with the run's test-time views) is scaled to the 40-image
+    split and to the 100-image test set; one untimed batch comes first; the checkpoint written is
+    the trainer's whole state."""
     from alexnet_cifar.data.cifar10 import load_cifar10
     from alexnet_cifar.device import choose_policy
     from alexnet_cifar.training.ranks import DistInfo
@@ -238,7 +251,7 @@ def test_measure_prices_evaluations_and_checkpoints_on_the_same_clock(tmp_path, 
     def evaluate(*args, **kwargs):
         meter = real_evaluate(*args, **kwargs)
         evaluated.append(meter.samples)
-        now[0] += 0.001 * meter.samples
+        now[0] += 0.001 * meter.samples * (2 if kwargs["tta"] else 1)
         return meter
 
     def save(path, state):
@@ -249,12 +262,13 @@ def test_measure_prices_evaluations_and_checkpoints_on_the_same_clock(tmp_path, 
     monkeypatch.setattr(budget, "evaluate", evaluate)
     monkeypatch.setattr(budget, "save_checkpoint", save)
     data = load_cifar10(write_fake_cifar(tmp_path / "data", n_test=40))
-    cfg = resolve_config("seed", {"batch_size": 16, "test_batch_size": 8, "device": "cpu"})
+    cfg = resolve_config("seed", {"batch_size": 16, "test_batch_size": 8, "device": "cpu", "tta": tta})
     cpu = torch.device("cpu")
     train, valid = make_loaders(cfg, data, cpu)
     speed = budget.measure(cfg, train, valid, 100, cpu, DistInfo(), choose_policy(cpu, "off", False, False))
     assert evaluated == [8, 24]
-    assert speed.evaluation == pytest.approx(0.040) and speed.test == pytest.approx(0.100)
+    views = 2 if tta else 1
+    assert speed.evaluation == pytest.approx(0.040 * views) and speed.test == pytest.approx(0.100 * views)
     assert speed.checkpoint == 0.5 and saved == [
         ("probe.pt", ["ema", "lookahead", "model", "optimizer", "scaler", "scheduler"])
     ]
@@ -288,4 +302,15 @@ def test_plan_measures_the_runs_own_loaders_and_fits_the_steps_before_the_deadli
     assert str(caught.value) == (
         "time budget 20 s is too short: 18.0 s went to start-up and one step and one evaluation take about "
         "3.5 s more here; give at least 26s"
+    )
+
+
+def test_the_plan_says_what_was_measured_in_its_units():
+    from alexnet_cifar.training.loop import budget_plan
+
+    cfg = resolve_config("fast", {"time_budget": 90, "steps": 1234, "epochs": 3, "warmup_epochs": 0.25})
+    speed = Speed(step=0.0125, evaluation=1.5, test=2.0, checkpoint=0.125)
+    assert budget_plan(cfg, speed) == (
+        f"time budget 90 s: 1,234 steps (3 epochs, the last one maybe partial) at 12.5 ms per step and "
+        f"{1.5 + budget.FILES_PER_EPOCH * 0.125:.2f} s per evaluation and its files, measured now; warm-up 0.25 epochs"
     )

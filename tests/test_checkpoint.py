@@ -139,5 +139,5 @@ def test_a_damaged_lookahead_state_is_named(tmp_path, damage, words):
     assert len(state["lookahead"]["slow"]) == 10  # one per parameter tensor
     state["lookahead"] = damage(state)
     torch.save(state, run.last)
-    with pytest.raises(UserError, match=re.escape(words)):
+    with pytest.raises(UserError, match=f"^{re.escape(str(run.last))} .*{re.escape(words)}"):  # names the file
         load_checkpoint(run.last, training=True)

@@ -143,6 +143,9 @@ def test_written_batches_keep_the_canonical_layout(tmp_path):
     with open(tmp_path / "batches.meta", "rb") as f:
         meta = pickle.load(f)
     assert meta == {"num_cases_per_batch": 10000, "label_names": list(CLASSES), "num_vis": 3072}
+    # pickle protocol 4, which every Python 3 since 3.4 reads (5 would need 3.8; the official files are 2)
+    for name in ("data_batch_1", "batches.meta"):
+        assert (tmp_path / name).read_bytes()[:2] == b"\x80\x04", name
 
 
 @pytest.mark.parametrize("where", ["root", "batch folder", "batch file"])
@@ -164,7 +167,9 @@ def test_synthetic_data_has_cifar10s_shape_and_repeats_by_seed():
 
     data = synthetic_cifar10(n_train=20, n_test=10)
     assert data.train.images.shape == (20, 3, 32, 32) and data.train.images.dtype == torch.uint8
-    assert data.test.labels.tolist() == list(range(10)) and data.folder is None and not data.official
+    assert data.test.labels.tolist() == list(range(10)) and data.folder is None and data.official is False
+    assert data.classes == CLASSES and data.train.images.min() == 0 and data.train.images.max() == 255
+    assert len(synthetic_cifar10(n_train=10).test) == 10_000  # CIFAR-10's test size by default
     assert torch.equal(synthetic_cifar10(n_train=20, n_test=10).train.images, data.train.images)
     assert not torch.equal(synthetic_cifar10(n_train=20, n_test=10, seed=1).train.images, data.train.images)
     defaults = {k: v.default for k, v in inspect.signature(synthetic_cifar10).parameters.items()}

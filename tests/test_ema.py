@@ -105,6 +105,14 @@ def test_lookahead_longer_than_the_run_still_ends_with_one_pull():
     assert walk(look, 3) == pytest.approx([1.0, 2.0, 0.6])  # 0 + 0.2 * (3 - 0)
 
 
+def test_lookahead_state_of_another_model_is_refused():
+    look = Lookahead(torch.nn.Linear(2, 1), every=2, decay=0.8, total_steps=5)  # weight and bias
+    with pytest.raises(ValueError):
+        look.load_state_dict({"slow": [torch.ones(1, 2)]})  # a model without the bias
+    look.load_state_dict({"slow": [torch.ones(1, 2), torch.ones(1)]})
+    assert all(torch.equal(t, torch.ones_like(t)) for t in look.slow)
+
+
 def test_a_lookahead_run_ends_on_its_slow_weights_and_resumes_exactly(tmp_path):
     _, plain = tiny_fit(tmp_path, "plain")
     _, run = tiny_fit(tmp_path, "look", lookahead_every=3)

@@ -95,7 +95,8 @@ def test_overwrite_refuses_the_current_folder_its_parents_and_the_data(tmp_path,
     fake_run(tmp_path / "run")
     monkeypatch.chdir(tmp_path / "run")
     for path in (tmp_path / "run", tmp_path):
-        with pytest.raises(UserError, match="is the current folder or holds it"):
+        refused = f"^--overwrite refused: {re.escape(str(path))} is the current folder or holds it;"
+        with pytest.raises(UserError, match=refused):
             RunDir.create(path, overwrite=True)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="data folder"):
@@ -266,7 +267,7 @@ def test_overwrite_refuses_the_home_folder(tmp_path, monkeypatch):
     home = tmp_path / "home"
     fake_run(home)
     monkeypatch.setenv("HOME", str(home))
-    with pytest.raises(UserError, match="is the home folder"):
+    with pytest.raises(UserError, match=f"^--overwrite refused: {re.escape(str(home))} is the home folder;"):
         RunDir.create(home, overwrite=True)
 
 

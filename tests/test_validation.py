@@ -79,21 +79,35 @@ def test_the_report_says_which_set_each_number_is_on(tmp_path):
     assert "test accuracy, measured once at the end" in page
 
 
-def test_the_test_number_is_the_final_weights_on_the_test_set(tmp_path):
-    """Checked against evaluate() on model.pt, computed apart from the run: with the run's TTA and
-    batch size, over every test image."""
+@pytest.mark.parametrize(
+    "settings",
+    [{"tta": True}, {"amp": "bf16", "lesson_metrics": True}],
+    ids=["tta", "bf16-lesson-metrics"],
+)
+def test_the_test_number_is_the_final_weights_on_the_test_set(tmp_path, settings):
+    """Checked against evaluate() on model.pt, computed apart from the run: with the run's TTA,
+    autocast, metrics and batch size, over every test image (30: the last batch of 7 is short, so
+    the lesson's mean of batch means differs from the mean over images)."""
     from alexnet_cifar.artifacts.checkpoint import load_model
     from alexnet_cifar.data.loader import DeviceLoader
     from alexnet_cifar.inference.evaluate import evaluate
 
     write_fake_cifar(tmp_path / "data", per_batch=40, n_test=30)
-    _, run = tiny_fit(tmp_path, epochs=2, valid_split=50, tta=True, test_batch_size=7)
+    _, run = tiny_fit(tmp_path, epochs=2, valid_split=50, test_batch_size=7, **settings)
     result = json.loads(run.test_result.read_text())
     model, _ = load_model(run.weights, torch.device("cpu"))
     test = load_cifar10(tmp_path / "data").test
     loader = DeviceLoader(test.images, test.labels, 7, channels_last=True)
-    loss, acc = evaluate(model, loader, torch.nn.CrossEntropyLoss(), tta=True).result()
+    autocast = torch.bfloat16 if settings.get("amp") == "bf16" else None
+    meter = evaluate(model, loader, torch.nn.CrossEntropyLoss(), autocast=autocast, tta=settings.get("tta", False))
+    loss, acc = meter.result(settings.get("lesson_metrics", False))
     assert result["test_acc"] == acc and result["test_loss"] == pytest.approx(loss, rel=1e-6)
+    # each setting shows in the number: the other way of averaging, or float32, gives another one
+    other_mean = meter.result(not settings.get("lesson_metrics", False))[0]
+    assert result["test_loss"] != pytest.approx(other_mean, rel=1e-6)
+    if autocast is not None:
+        plain = evaluate(model, loader, torch.nn.CrossEntropyLoss(), autocast=None).result(True)[0]
+        assert result["test_loss"] != pytest.approx(plain, rel=1e-6)
 
 
 def test_damaged_run_files_of_our_own_are_read_as_absent_or_refused(tmp_path):
