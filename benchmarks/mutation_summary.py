@@ -7,8 +7,8 @@
 benchmarks/mutation_equivalent.txt judges the survivors, one line each: `NAME equivalent REASON`
 (no test can tell it from the original: left out of the score), `NAME process TEST` (only a test
 that starts the tool in another interpreter reaches it; killed there when applied by hand) or
-`NAME device REASON` (it changes only what a GPU or a second torchrun rank would see, which the CPU
-tests in one process cannot: counted as not caught):
+`NAME device REASON` (it changes only what another machine would see: a GPU, a second torchrun
+rank, a non-UTF-8 locale; the CPU tests in one process cannot: counted as not caught):
 score = (killed + timeout + process) / (mutants - equivalent - not checked).
 """
 

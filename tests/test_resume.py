@@ -145,6 +145,11 @@ def test_config_change_on_resume_is_refused(reference, capsys):
     assert_one_line_error(code, err, "lr = 0.05, but the run used lr = 0.02", status=2)
 
 
+def test_another_recipe_on_resume_is_refused(reference, capsys):
+    code, _, err = resume_here(capsys, reference, "--recipe", "fast")
+    assert_one_line_error(code, err, "recipe = 'fast', but the run used recipe = 'seed'", status=2)
+
+
 def test_best_checkpoint_holds_the_best_epoch(reference):
     best = torch.load(reference / "best.pt", weights_only=True)
     with open(reference / "metrics.csv", newline="") as f:

@@ -51,7 +51,7 @@ def open_resume(run_path: Path, asked: dict[str, Any]) -> Resume:
 def resume_config(saved: dict[str, Any], asked: dict[str, Any]) -> TrainConfig:
     """The run's own config, with only the changes a resume allows."""
     cfg = resolve_config(saved["recipe"], saved)
-    resolve_config(cfg.recipe, saved, {k: v for k, v in asked.items() if k != "recipe"})  # unknown keys, bad values
+    resolve_config(cfg.recipe, saved, asked)  # unknown keys, bad values (a changed recipe is refused below)
     changed = {k: v for k, v in asked.items() if getattr(cfg, k, None) != v}
     refused = sorted(set(changed) - set(RESUME_MAY_CHANGE))
     if refused:
