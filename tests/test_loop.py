@@ -137,6 +137,10 @@ def test_a_stopped_and_resumed_run_sees_the_batches_an_unbroken_one_sees(tmp_pat
     columns = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc")
     flat = [[getattr(r, c) for r in d.history() for c in columns] for d in (run, RunDir(tmp_path / "whole"))]
     assert flat[0] == pytest.approx(flat[1], abs=1e-12)
+    # and its last checkpoint says what the unbroken run's says (one process, the same step)
+    ends = [load_checkpoint(p, training=True)["progress"] for p in (run.last, tmp_path / "whole" / "last.pt")]
+    keys = ("epoch", "batch", "step", "best_acc", "world_size")
+    assert [ends[0][k] for k in keys] == [ends[1][k] for k in keys] == [2, 0, 14, ends[1]["best_acc"], 1]
 
 
 def test_a_loss_that_turns_nan_late_in_an_epoch_is_placed_between_two_checks(tmp_path, monkeypatch):

@@ -368,3 +368,33 @@ def test_a_machine_without_git_or_proc_still_gets_a_config(tmp_path, monkeypatch
     assert run_dir.cpu_name() == platform.machine()
     monkeypatch.setattr(platform, "processor", lambda: "x86_64 Family 25")
     assert run_dir.cpu_name() == "x86_64 Family 25"
+
+
+def test_a_resume_names_what_the_folder_lacks(tmp_path):
+    for name, what in (("none", "does not exist"), ("empty", "holds no last.pt checkpoint")):
+        if name == "empty":
+            (tmp_path / name).mkdir()
+        refused = f"^cannot resume {re.escape(str(tmp_path / name))}: it {what}; pass a run directory"
+        with pytest.raises(UserError, match=refused):
+            RunDir.open_existing(tmp_path / name)
+    fake_run(tmp_path / "run")  # its last.pt is checked when loaded, not here
+    assert RunDir.open_existing(tmp_path / "run").path == tmp_path / "run"
+
+
+def test_a_report_file_is_ours_only_if_it_is_a_readable_regular_file_with_the_mark(tmp_path, monkeypatch):
+    from alexnet_cifar.artifacts import run_dir
+    from alexnet_cifar.artifacts.run_dir import REPORT_MARK, has_report_mark
+
+    ours, theirs = tmp_path / "report.html", tmp_path / "notes.html"
+    ours.write_text(f"<html><!-- {REPORT_MARK} -->" + "x" * 20_000)
+    theirs.write_text("<html>" + "x" * 20_000)
+    (tmp_path / "link.html").symlink_to(ours)
+    (tmp_path / "folder.html").mkdir()
+    assert has_report_mark(ours) and not has_report_mark(theirs)
+    assert not has_report_mark(tmp_path / "link.html") and not has_report_mark(tmp_path / "folder.html")
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(run_dir, "open", unreadable, raising=False)  # as for a file of another user
+    assert not has_report_mark(ours)
