@@ -118,3 +118,18 @@ def test_rng_state_round_trip():
     assert (
         torch.equal(torch.rand(3), first[0]) and (np.random.rand(3) == first[1]).all() and random.random() == first[2]
     )
+
+
+def test_float16_gets_an_enabled_scaler_on_its_own_device_and_hides_only_the_schedule_warning():
+    import warnings
+
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        trainer = build_trainer(resolve_config("seed", {"amp": "fp16", "device": "cpu"}), cpu, steps_per_epoch=10)
+        # a skipped first step (the scaler finding its scale) makes LambdaLR warn of a misordered call
+        warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`.", UserWarning, stacklevel=1)
+        warnings.warn("any other warning", UserWarning, stacklevel=1)
+    assert trainer.scaler is not None and trainer.scaler.is_enabled() and trainer.scaler._device == "cpu"
+    assert [str(w.message) for w in seen] == ["any other warning"]
+    assert build_trainer(resolve_config("seed", {"device": "cpu"}), cpu, steps_per_epoch=10).scaler is None
