@@ -70,6 +70,7 @@ def set_entry(state: dict, entry: str, value: object) -> dict:
         ("progress/rng/torch", torch.zeros(5), "entry progress.rng must be random number generator states"),
         ("progress/rng/numpy", ["MT19937", [0] * 624, 0, 0], "entry progress.rng must be random number generator"),
         ("progress/rng/python", "seed", "entry progress.rng must be random number generator states"),
+        ("progress/rng", "seed", "entry progress.rng must be random number generator states"),
         ("progress/meter", {"sums": torch.zeros(4), "samples": 1, "batches": 1, "ranks": 0}, "progress.meter must"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,

@@ -398,3 +398,11 @@ def test_a_report_file_is_ours_only_if_it_is_a_readable_regular_file_with_the_ma
 
     monkeypatch.setattr(run_dir, "open", unreadable, raising=False)  # as for a file of another user
     assert not has_report_mark(ours)
+
+
+def test_the_data_folder_is_read_back_only_as_a_path_string(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    for recorded, read in (("/d", "/d"), ("/d\0/etc", None), (5, None), (None, None)):
+        run.write_config({"recipe": "seed"}, torch.device("cpu"), {"world_size": 1, "data_folder": recorded})
+        assert RunDir(run.path).data_folder() == read, recorded
+        run.config.unlink()  # each time a first start

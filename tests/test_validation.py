@@ -120,6 +120,10 @@ def test_damaged_run_files_of_our_own_are_read_as_absent_or_refused(tmp_path):
         assert run.read_test_result() is None
     run.test_result.write_text('{"test_acc": 0.5}')
     assert run.read_test_result() == {"test_acc": 0.5}
+    (tmp_path / "elsewhere.json").write_text('{"test_acc": 0.9}')
+    run.test_result.unlink()
+    run.test_result.symlink_to(tmp_path / "elsewhere.json")  # not a file this tool wrote
+    assert run.read_test_result() is None
     for bad in ({"0": torch.zeros(64, 3, 5, 5)}, {0: torch.zeros(64, 3, 5, 4)}, [torch.zeros(64, 3, 5, 5)]):
         torch.save(bad, run.kernels)
         with pytest.raises(UserError, match="kernels.pt is damaged; delete it"):
