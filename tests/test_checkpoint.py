@@ -72,6 +72,7 @@ def set_entry(state: dict, entry: str, value: object) -> dict:
         ("progress/rng/python", "seed", "entry progress.rng must be random number generator states"),
         ("progress/rng", "seed", "entry progress.rng must be random number generator states"),
         ("progress/meter", {"sums": torch.zeros(4), "samples": 1, "batches": 1, "ranks": 0}, "progress.meter must"),
+        ("progress/meter", "half an epoch", "entry progress.meter must be partial sums or None"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
