@@ -143,3 +143,22 @@ def test_a_damaged_lookahead_state_is_named(tmp_path, damage, words):
     torch.save(state, run.last)
     with pytest.raises(UserError, match=f"^{re.escape(str(run.last))} .*{re.escape(words)}"):  # names the file
         load_checkpoint(run.last, training=True)
+
+
+def test_a_run_that_keeps_an_average_refuses_a_checkpoint_without_one(ema_checkpoint, tmp_path):
+    path = tmp_path / "last.pt"
+    torch.save({**ema_checkpoint, "ema": None}, path)
+    with pytest.raises(
+        UserError, match=f"^{re.escape(str(path))} is damaged: entry ema must be a moving-average state;"
+    ):
+        load_checkpoint(path, training=True)
+
+
+def test_a_loaded_model_is_channels_last_unless_asked_otherwise(tmp_path):
+    """NHWC: about 1.7x faster convolutions on a CPU; export asks for NCHW."""
+    from alexnet_cifar.artifacts.checkpoint import load_model
+
+    save_weights(tmp_path / "model.pt", AlexNet())
+    for kwargs, nhwc in (({}, True), ({"channels_last": False}, False)):
+        model, _ = load_model(tmp_path / "model.pt", torch.device("cpu"), **kwargs)
+        assert model.conv1[0].weight.is_contiguous(memory_format=torch.channels_last) == nhwc
