@@ -98,7 +98,9 @@ def test_weights_files_keep_their_moving_average_checked_too(ema_checkpoint, tmp
     """Inference (evaluate, predict, export) uses the average when a checkpoint has one."""
     path = tmp_path / "best.pt"
     torch.save(set_entry(ema_checkpoint, "ema/model", nan_in), path)
-    with pytest.raises(UserError, match=r"NaN or infinite weights in ema\.model\.fc3\.bias"):
+    with pytest.raises(
+        UserError, match=rf"^{re.escape(str(path))} holds NaN or infinite weights in ema\.model\.fc3\.bias"
+    ):
         load_checkpoint(path)
     torch.save({**ema_checkpoint, "ema": "averaged"}, path)
     with pytest.raises(UserError, match=f"{path} is damaged: entry ema must be a moving-average state or None"):
