@@ -107,11 +107,16 @@ def test_weights_files_keep_their_moving_average_checked_too(ema_checkpoint, tmp
         load_checkpoint(path)
 
 
-def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused(tmp_path):
+@pytest.mark.parametrize("torch_default", ["safe", "unsafe"])
+def test_a_checkpoint_that_would_run_code_when_unpickled_is_refused(tmp_path, monkeypatch, torch_default):
     """Checkpoints are untrusted input: only tensors and plain containers are unpickled, never a
-    reference to a function (which a full unpickler would call or hand back)."""
+    reference to a function (which a full unpickler would call or hand back). Whatever torch's
+    default: before 2.6 (which pyproject.toml allows) it was the full unpickler, as this variable
+    makes it again."""
     import os
 
+    if torch_default == "unsafe":
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     path = tmp_path / "model.pt"
     torch.save({"model": AlexNet().state_dict(), "hook": os.getcwd}, path)
     with pytest.raises(UserError, match=f"{path} is not a readable checkpoint"):
