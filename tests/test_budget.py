@@ -60,6 +60,10 @@ def test_steps_within_is_the_most_that_fits(seconds, step, evaluation, test, che
     assert cost(n + 1, speed, steps_per_epoch) > seconds - 1e-9
 
 
+def test_steps_within_steps_that_fill_the_budget_exactly():
+    assert steps_within(10.0, Speed(step=0.5, evaluation=0.0, test=0.0), steps_per_epoch=10) == 20
+
+
 def test_steps_within_a_month_of_millisecond_steps_is_computed_not_counted():
     """2.6 billion steps: found by bisection (counting up to them would take minutes)."""
     speed = Speed(step=0.001, evaluation=1.0, test=10.0)
@@ -309,8 +313,8 @@ def test_the_plan_says_what_was_measured_in_its_units():
     from alexnet_cifar.training.loop import budget_plan
 
     cfg = resolve_config("fast", {"time_budget": 90, "steps": 1234, "epochs": 3, "warmup_epochs": 0.25})
-    speed = Speed(step=0.0125, evaluation=1.5, test=2.0, checkpoint=0.125)
+    speed = Speed(step=0.1, evaluation=1.5, test=2.0, checkpoint=0.125)
     assert budget_plan(cfg, speed) == (
-        f"time budget 90 s: 1,234 steps (3 epochs, the last one maybe partial) at 12.5 ms per step and "
+        f"time budget 90 s: 1,234 steps (3 epochs, the last one maybe partial) at 100.0 ms per step and "
         f"{1.5 + budget.FILES_PER_EPOCH * 0.125:.2f} s per evaluation and its files, measured now; warm-up 0.25 epochs"
     )
