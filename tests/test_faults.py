@@ -311,7 +311,7 @@ def test_tensorboard_failure_does_not_end_the_run(fake_root, tmp_path, capsys, m
     code, out, err = train(capsys, fake_root, tmp_path / "run", "--epochs", "2")
     assert code == 0, err
     assert (
-        "TensorBoard events are no longer written" in out
+        out.count("TensorBoard events are no longer written") == 1  # said once, and not tried again
         and len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
     )
 

@@ -41,7 +41,8 @@ def test_tensorboard_events_hold_the_metrics(tmp_path):
     history, run = tiny_fit(tmp_path)
     events = EventAccumulator(str(run.tensorboard_dir))
     events.Reload()
-    assert {"train_loss", "valid_acc", "lr", "images_per_s"} <= set(events.Tags()["scalars"])
+    columns = set(run.history()[0].to_row()) - {"epoch"}  # every metrics.csv column; the epoch is the step
+    assert set(events.Tags()["scalars"]) == columns and {"train_loss", "valid_acc", "lr", "images_per_s"} <= columns
     accs = [e.value for e in events.Scalars("valid_acc")]
     assert accs == pytest.approx([r.valid_acc for r in history])
 
