@@ -44,13 +44,11 @@ class Parser(argparse.ArgumentParser):
 
 def checked(text: str, kind: Callable[[str], Any], ok: Callable[[Any], bool], allowed: str) -> Any:
     """`text` as `kind` where `ok` holds, else argparse's error naming the value and what is allowed."""
-    try:
+    with contextlib.suppress(ValueError):
         value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use {allowed}")
-    return value
+        if ok(value):
+            return value
+    raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use {allowed}")
 
 
 def positive_int(text: str) -> int:
