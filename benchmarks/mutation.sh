@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q -e ".[dev,onnx,mutation]"
 RESULTS=benchmarks/mutation-results
-save() { # every .meta mutmut wrote, into the repository's copy
+KILLERS=mutation-killers.tsv # which test caught each mutant (tests/conftest.py writes it; it orders the tests)
+save() { # every .meta mutmut wrote, and the killers, into the repository's copy
   [ -d mutants/src ] && (cd mutants && find src -name '*.py.meta' -exec install -D -m 644 {} "../$RESULTS/{}" \;)
+  [ -f "mutants/$KILLERS" ] && sort -u "mutants/$KILLERS" > "$RESULTS/$KILLERS"
   return 0
 }
 if [ -d "$RESULTS/src" ]; then # the saved results, where this checkout has none of its own
@@ -26,6 +28,7 @@ if [ -d "$RESULTS/src" ]; then # the saved results, where this checkout has none
     [ -e "../../mutants/$meta" ] || install -D -m 644 "$meta" "../../mutants/$meta"
   done)
 fi
+[ -f "$RESULTS/$KILLERS" ] && [ ! -f "mutants/$KILLERS" ] && install -D -m 644 "$RESULTS/$KILLERS" "mutants/$KILLERS"
 trap save EXIT
 "$VENV/bin/mutmut" run --max-children "$(nproc)" "$@"
 "$VENV/bin/python" benchmarks/mutation_summary.py --survivors

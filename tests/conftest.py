@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,18 +68,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# Under mutation testing (mutmut runs the tests in its mutants/ folder), two files there order them:
+KILLERS = "mutation-killers.tsv"  # one line per caught mutant: "mutant<TAB>the test that failed"
+TEST_SECONDS = "mutation-test-seconds.json"  # each test's whole time (set-up too) in mutmut's clean run
+_test_seconds: dict[str, float] = {}
+
+
+def _mutant_neighbours(mutant: str) -> tuple[str, str]:
+    """'pkg.module.xǁClassǁmethod__mutmut_7' -> ('pkg.module.xǁClassǁmethod', 'pkg.module')."""
+    function = mutant.rsplit("__mutmut_", 1)[0]
+    return function, function.rsplit(".", 1)[0]
+
+
+def _mutation_order(root: Path, mutant: str) -> Callable[[pytest.Item], tuple[int, float]]:
+    """Under mutation testing, the tests most likely to fail first: those that caught another mutant
+    of the same function, then of the same module, then the rest, each group quickest first. A
+    mutant's run stops at its first failing test, and mutants of one function mostly fall to the
+    same test, so most mutants die in the first test run instead of after dozens."""
+    seconds, killers = root / TEST_SECONDS, root / KILLERS
+    durations = json.loads(seconds.read_text()) if seconds.exists() else {}
+    function, module = _mutant_neighbours(mutant)
+    rank: dict[str, int] = {}
+    for line in killers.read_text().splitlines() if killers.exists() else []:
+        caught, _, test = line.partition("\t")
+        caught_function, caught_module = _mutant_neighbours(caught)
+        group = 0 if caught_function == function else 1 if caught_module == module else 2
+        rank[test] = min(rank.get(test, 2), group)
+    return lambda item: (rank.get(item.nodeid, 2), durations.get(item.nodeid, 0.0))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under mutation testing (benchmarks/mutation.sh), the quickest tests first: a mutant's run
-    stops at its first failing test, so most mutants die in a unit test instead of after every run.
-    Otherwise the slowest modules first: `make test`'s workers take whole modules in this order, and
-    a long module taken last would leave the other worker idle until it ends."""
-    stats = config.rootpath / "mutmut-stats.json"
-    if "MUTANT_UNDER_TEST" in os.environ and stats.exists():
-        durations = json.loads(stats.read_text()).get("duration_by_test", {})
-        module: dict[Path, float] = {}  # a module's tests stay together, so its fixtures are made once
-        for item in items:
-            module[item.path] = min(module.get(item.path, float("inf")), durations.get(item.nodeid, 0.0))
-        items.sort(key=lambda item: (module[item.path], durations.get(item.nodeid, 0.0)))
+    """Under mutation testing (benchmarks/mutation.sh), the tests likeliest to catch the mutant first
+    (_mutation_order). Otherwise the slowest modules first: `make test`'s workers take whole modules
+    in this order, and a long module taken last would leave the other worker idle until it ends."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" in mutant:
+        items.sort(key=_mutation_order(config.rootpath, mutant))
         return
     seconds = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}
     items.sort(key=lambda item: -seconds.get(item.path.name, 0.0))  # stable: a module's tests keep their order
@@ -86,12 +111,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _seconds[report.nodeid.split("::")[0]] = _seconds.get(report.nodeid.split("::")[0], 0.0) + report.duration
+    _test_seconds[report.nodeid] = _test_seconds.get(report.nodeid, 0.0) + report.duration
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if report.failed and "__mutmut_" in mutant:  # appends of one short line do not interleave
+        with open(KILLERS, "a", encoding="utf-8") as f:  # mutmut runs the tests in mutants/
+            f.write(f"{mutant}\t{report.nodeid}\n")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With --save-module-seconds, after a run that passed and ran whole modules (no -k or -m), the
+    """mutmut's clean run of every test (MUTANT_UNDER_TEST set and empty) leaves each test's time for
+    _mutation_order: mutmut's own durations leave out the set-up, where some tests train a model.
+    With --save-module-seconds, after a run that passed and ran whole modules (no -k or -m), the
     controller (not an xdist worker) updates the modules this run timed; the others keep their times."""
     config = session.config
+    if os.environ.get("MUTANT_UNDER_TEST", None) == "" and exitstatus == 0 and _test_seconds:
+        (config.rootpath / TEST_SECONDS).write_text(json.dumps(_test_seconds))
     whole = not (config.option.keyword or config.option.markexpr) and exitstatus == 0
     if config.getoption("--save-module-seconds") and not hasattr(config, "workerinput") and whole:
         times = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}

@@ -169,6 +169,7 @@ def test_a_run_stopped_with_float64_sums_resumes_with_float32_ones(tmp_path, fak
         fit(cfg, data, run, show_progress=False, stop=stop_after(6))
     state = load_checkpoint(run.last, training=True)
     assert state["progress"]["meter"]["sums"].dtype == torch.float64
+    assert state["progress"]["meter"]["ranks"] == 1  # the processes whose sums these are (test_metrics rescales)
     monkeypatch.setattr(metrics, "meter_dtype", lambda d: torch.float32)
     (resumed,) = fit(cfg, data, run, resume=state, show_progress=False)
     assert resumed.train_loss == pytest.approx(unbroken[0].train_loss, rel=1e-6)

@@ -43,8 +43,9 @@ def test_tensorboard_events_hold_the_metrics(tmp_path):
     events.Reload()
     columns = set(run.history()[0].to_row()) - {"epoch"}  # every metrics.csv column; the epoch is the step
     assert set(events.Tags()["scalars"]) == columns and {"train_loss", "valid_acc", "lr", "images_per_s"} <= columns
-    accs = [e.value for e in events.Scalars("valid_acc")]
-    assert accs == pytest.approx([r.valid_acc for r in history])
+    scalars = events.Scalars("valid_acc")
+    assert [e.value for e in scalars] == pytest.approx([r.valid_acc for r in history])
+    assert [e.step for e in scalars] == [r.epoch for r in history] == [0, 1]  # the x axis: epochs from 0
 
 
 def test_fake_data_is_learned(tmp_path):

@@ -250,6 +250,29 @@ def test_overwrite_accepts_a_temp_file_a_crash_left_of_a_run_file(tmp_path):
     run.started()
 
 
+def test_a_moved_aside_run_that_resists_removal_does_not_stop_the_new_one(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "run"
+    fake_run(path)
+    run = RunDir.create(path, overwrite=True)
+    shutil.rmtree(run.replaced)  # someone removed it meanwhile: nothing to say
+    caplog.clear()
+    run.started()
+    assert run.replaced is None and not caplog.records
+    fake_run(tmp_path / "other")
+    run = RunDir.create(tmp_path / "other", overwrite=True)
+    aside = run.replaced
+    caplog.clear()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "unlink", refuse)  # a file in it will not go
+    run.started()
+    assert run.replaced is None and aside.exists()
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message == f"the old run moved aside to {aside} is not all removed (Permission denied); delete it"
+
+
 def test_abandon_twice_or_after_the_old_run_vanished_loses_nothing(tmp_path):
     path = tmp_path / "run"
     fake_run(path)

@@ -121,10 +121,15 @@ class RunDir:
         """The new run has written a checkpoint: the run it replaces can go."""
         if self.replaced is None:
             return
-        if self.replaced.is_symlink():  # --run-dir named a link: drop the link, never what it points to
-            self.replaced.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(self.replaced, ignore_errors=True)
+        try:
+            if self.replaced.is_symlink():  # --run-dir named a link: drop the link, never what it points to
+                self.replaced.unlink()
+            else:
+                shutil.rmtree(self.replaced)
+        except FileNotFoundError:  # someone removed it meanwhile
+            pass
+        except OSError as exc:  # tidying only: the new run goes on, and says what is left
+            log.warning(f"the old run moved aside to {self.replaced} is not all removed ({exc.strerror}); delete it")
         self.replaced = None
 
     def abandon(self) -> None:
