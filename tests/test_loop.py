@@ -29,6 +29,9 @@ def test_fit_writes_the_run_directory(tmp_path):
     assert info["config"]["epochs"] == 2 and info["environment"]["torch"] == torch.__version__
     log_lines = run.log_file.read_text().splitlines()
     assert sum(line.startswith("Epoch ") for line in log_lines) == 2
+    # the story of the run: what, where, then the epochs, the summary and the weights; nothing else
+    assert log_lines[1] == f"training recipe 'seed' on cpu for 2 epochs; run directory {run.path}"
+    assert log_lines[-2:] == [summarise(history), f"final weights: {run.weights}"] and len(log_lines) == 8
     AlexNet().load_state_dict(torch.load(run.weights, weights_only=True))
     assert torch.load(run.last, weights_only=True)["progress"]["epoch"] == 2
     assert run.history() == history and RunDir(tmp_path / "none").history() == []
@@ -130,7 +133,9 @@ def test_a_stopped_and_resumed_run_sees_the_batches_an_unbroken_one_sees(tmp_pat
     partial = load_checkpoint(run.last, training=True)
     assert len(parts.batches) == 9 and (partial["progress"]["epoch"], partial["progress"]["batch"]) == (1, 2)
     assert 0 < partial["progress"]["seconds"] < 60  # the time the epoch had run so far
+    partial["progress"]["seconds"] += 1000.0  # as if the epoch had run 1000 s more before the stop
     fit_seeing(cfg, data, run, parts, resume=partial)
+    assert run.history()[1].seconds > 1000.0  # the epoch's time counts both parts
     assert len(parts.batches) == len(whole.batches) == 14
     assert all(torch.equal(a, b) for a, b in zip(parts.batches, whole.batches, strict=True))
     # and it learned the same: weights, and the interrupted epoch's metrics (partial sums + the rest)

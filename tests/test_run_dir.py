@@ -156,30 +156,43 @@ def test_metrics_with_a_cut_last_row_is_repaired_not_appended_onto(tmp_path):
     run = RunDir.create(tmp_path / "run")
     run.write_metrics([record(0), record(1)])
     text = run.metrics.read_text()
+    assert run.metrics.read_bytes().count(b"\n") == 3 and b"\r" not in run.metrics.read_bytes()  # on every OS
     run.metrics.write_text(text[:-20])  # a crash in the middle of the last row
     assert run.history() == [record(0)]
     run.append_metrics(record(1))
     assert run.metrics.read_text() == text and run.history() == [record(0), record(1)]
 
 
+HEADER = "epoch,train_loss,train_acc,valid_loss,valid_acc,lr,seconds,images_per_s"
+
+
 @pytest.mark.parametrize(
     "text, what",
     [
-        ("epoch,loss\n0,1\n", "line 1 is not the header"),
-        (
-            "epoch,train_loss,train_acc,valid_loss,valid_acc,lr,seconds,images_per_s\n0,x,1,1,1,1,1,1\n1,1,1,1,1,1,1,1\n",
-            "line 2 is not a row",
-        ),
-        (b"\xff\xfe garbage", "unreadable"),
+        ("epoch,loss\n0,1\n", f"line 1 is not the header {HEADER};"),
+        (f"{HEADER}\n0,x,1,1,1,1,1,1\n1,1,1,1,1,1,1,1\n", "line 2 is not a row of 8 numbers;"),
+        (b"\xff\xfe garbage", "unreadable ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte);"),
     ],
     ids=["header", "garbled row", "not text"],
 )
 def test_damaged_metrics_is_one_line_error(tmp_path, text, what):
     run = RunDir.create(tmp_path / "run")
     run.metrics.write_bytes(text if isinstance(text, bytes) else text.encode())
-    with pytest.raises(UserError, match=what) as info:
+    with pytest.raises(UserError) as info:
         run.history()
-    assert "\n" not in str(info.value) and str(run.metrics) in str(info.value)
+    assert str(info.value).startswith(f"{run.metrics} is damaged: {what}") and "\n" not in str(info.value)
+
+
+def test_metrics_the_disk_cannot_read_is_one_line_with_the_reason(tmp_path, monkeypatch):
+    run = RunDir.create(tmp_path / "run")
+    run.write_metrics([record(0)])
+
+    def failing(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Path, "read_text", failing)
+    with pytest.raises(UserError, match=r"is damaged: unreadable \(Input/output error\); restore it"):
+        run.history()
 
 
 def test_config_json_keeps_the_first_start_and_records_each_resume(tmp_path):
