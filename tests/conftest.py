@@ -102,7 +102,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (_mutation_order). Otherwise the slowest modules first: `make test`'s workers take whole modules
     in this order, and a long module taken last would leave the other worker idle until it ends."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if "__mutmut_" in mutant:
+    if "__mutmut_" in mutant:  # the oracle is the fast tests of the core: beyond_core ones are left out
+        beyond = [item for item in items if item.get_closest_marker("beyond_core")]
+        if beyond:
+            config.hook.pytest_deselected(items=beyond)
+            items[:] = [item for item in items if not item.get_closest_marker("beyond_core")]
         items.sort(key=_mutation_order(config.rootpath, mutant))
         return
     seconds = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}

@@ -40,6 +40,7 @@ def normalised(images: torch.Tensor) -> torch.Tensor:
     return next(iter(DeviceLoader(images, torch.zeros(len(images), dtype=torch.long), len(images))))[0]
 
 
+@pytest.mark.beyond_core
 @pytest.mark.parametrize("n", [1, 37, 256])
 def test_onnxruntime_matches_pytorch_on_fake_images(exported, fake_root, n):
     model, folder = exported
@@ -61,6 +62,7 @@ def test_onnxruntime_matches_pytorch_on_real_images(exported, real_root):
             assert (onnx(x) - model(x)).abs().max() < 1e-4
 
 
+@pytest.mark.beyond_core
 def test_export_cli_and_onnx_in_predict_and_evaluate(exported, fake_root, tmp_path, capsys):
     _, folder = exported
     (tmp_path / "out").mkdir()
@@ -150,6 +152,7 @@ def current_umask() -> int:
     return mask
 
 
+@pytest.mark.beyond_core
 def test_existing_onnx_model_is_replaced_once_verified(exported, linear_onnx, fake_root, tmp_path):
     model, folder = exported
     (tmp_path / "out").mkdir()
@@ -168,6 +171,7 @@ def test_existing_onnx_model_is_replaced_once_verified(exported, linear_onnx, fa
     assert [p.name for p in out.parent.iterdir()] == ["model.onnx"]  # no temp files
 
 
+@pytest.mark.beyond_core
 def test_failed_verification_writes_nothing(exported, linear_onnx, tmp_path, monkeypatch):
     _, folder = exported
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference is small enough

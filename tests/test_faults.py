@@ -210,6 +210,7 @@ def test_config_that_is_a_fifo_is_one_line_not_a_hang(fake_root, tmp_path, capsy
     assert_one_line_error(code, err, "is not a regular file", status=2)
 
 
+@pytest.mark.beyond_core
 def test_report_goes_on_without_a_damaged_config_json(fake_root, tmp_path, capsys):
     run = tmp_path / "run"
     assert train(capsys, fake_root, run, "--epochs", "1")[0] == 0
@@ -220,6 +221,7 @@ def test_report_goes_on_without_a_damaged_config_json(fake_root, tmp_path, capsy
     assert (run / "config.json").read_text() == "{not json"
 
 
+@pytest.mark.beyond_core
 def test_export_onto_its_own_checkpoint_is_refused(fake_root, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     run = tmp_path / "run"
@@ -253,6 +255,7 @@ def test_a_run_file_that_is_a_fifo_or_a_link_is_one_line_not_a_hang(finished_run
     assert (tmp_path / "diary.txt").read_text() == "dear diary"
 
 
+@pytest.mark.beyond_core
 def test_report_goes_on_past_a_fifo_or_odd_config_json(finished_run, fake_root, capsys, monkeypatch):
     monkeypatch.setenv("CIFAR10_ROOT", str(finished_run / "no-data"))  # the fallback: curves only
     (finished_run / "config.json").write_text('{"config": {}, "environment": {"data_folder": 5}}')
@@ -265,6 +268,7 @@ def test_report_goes_on_past_a_fifo_or_odd_config_json(finished_run, fake_root, 
     assert code == 0 and "not a regular file" in out, err
 
 
+@pytest.mark.beyond_core
 def test_report_never_replaces_a_file_it_did_not_write(finished_run, fake_root, capsys):
     assert run_cli(capsys, "report", finished_run, "--data-dir", fake_root)[0] == 0
     assert run_cli(capsys, "report", finished_run, "--data-dir", fake_root)[0] == 0  # its own: replaced

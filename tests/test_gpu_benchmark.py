@@ -14,6 +14,7 @@ from alexnet_cifar.training.metrics import EpochRecord
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu.sh"
 
 
+@pytest.mark.beyond_core
 def test_the_dry_run_takes_every_step_and_writes_the_result(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_ROOT", "")  # a dry run never reads the real data
     assert gpu.main(["--dry-run", "--out", str(tmp_path)]) == 0

@@ -51,6 +51,7 @@ def top_left_share(maps: torch.Tensor) -> float:
     return (maps[:, :16, :16].sum((1, 2)) / maps.sum((1, 2)).clamp(min=1e-12)).mean().item()
 
 
+@pytest.mark.beyond_core
 @pytest.mark.parametrize("method", [grad_cam, smoothgrad], ids=["grad_cam", "smoothgrad"])
 def test_saliency_points_at_the_evidence_and_depends_on_the_weights(quadrant_model, method):
     images, labels = quadrant_images(32, seed=1)
@@ -116,6 +117,7 @@ def inspected(tmp_path_factory):
     return root / "run", data, code
 
 
+@pytest.mark.beyond_core
 def test_inspect_writes_every_section_as_png_and_one_self_contained_page(inspected):
     from alexnet_cifar.artifacts.run_dir import INSPECT_FILES, foreign_reason
 
@@ -131,6 +133,7 @@ def test_inspect_writes_every_section_as_png_and_one_self_contained_page(inspect
     assert foreign_reason(run) is None  # still a run folder that --overwrite may replace
 
 
+@pytest.mark.beyond_core
 def test_inspect_twice_replaces_its_own_files_but_never_a_stranger(inspected, capsys):
     run, _, _ = inspected
     assert main(["inspect", str(run), "--map-points", "40", "--device", "cpu"]) == 0

@@ -15,6 +15,7 @@ def train_command(fake_root, run_dir, *extra: str) -> list[str]:
     return [sys.executable, "-m", "alexnet_cifar", *args, *extra]
 
 
+@pytest.mark.beyond_core
 def test_train_with_report_and_no_progress_bars_off_a_terminal(tmp_path, fake_root, capsys):
     args = ["train", "--epochs", "1", "--batch-size", "16", "--data-dir", fake_root, "--run-dir", tmp_path / "run"]
     code, _, err = run_cli(capsys, *args, "--report")  # captured stderr is no terminal

@@ -36,6 +36,7 @@ def assert_png(content: bytes, min_size=(200, 150)) -> None:
     assert img.format == "PNG" and img.size[0] >= min_size[0] and img.size[1] >= min_size[1]
 
 
+@pytest.mark.beyond_core
 def test_report_embeds_valid_pngs_and_the_config(tmp_path, fake_root, capsys):
     run = tiny_fit(tmp_path, data_root=fake_root)[1]
     assert main(["report", str(run.path), "--data-dir", str(fake_root), "--device", "cpu"]) == 0
@@ -59,6 +60,7 @@ def test_report_embeds_valid_pngs_and_the_config(tmp_path, fake_root, capsys):
     )
 
 
+@pytest.mark.beyond_core
 def test_report_finds_the_runs_own_data(tmp_path, fake_root, monkeypatch):
     run = tiny_fit(tmp_path, data_root=fake_root, epochs=1)[1]
     monkeypatch.delenv("CIFAR10_ROOT", raising=False)

@@ -1,5 +1,6 @@
 """A smoke run of the benchmark on fake data: every pipeline runs; no speed is asserted."""
 
+import pytest
 import torch
 
 from alexnet_cifar.bench.lesson import LessonDataset, data_tf
@@ -9,6 +10,8 @@ from alexnet_cifar.data.cifar10 import load_cifar10
 from alexnet_cifar.data.loader import DeviceLoader
 from alexnet_cifar.model import AlexNet
 from alexnet_cifar.report.flops import macs_per_layer, training_flops_per_image
+
+pytestmark = pytest.mark.beyond_core  # the benchmark surrounds the core
 
 
 def test_benchmark_smoke(fake_root):
