@@ -66,3 +66,14 @@ def test_a_partial_epoch_saved_by_two_ranks_continues_on_one_with_true_lesson_av
     assert meter.result() == (2.0, 1.0)
     same = Meter.from_state({**saved, "batches": 12, "ranks": 2}, cpu, ranks=2)
     assert torch.equal(same.sums, saved["sums"])  # the same number of ranks: nothing to rescale
+
+
+def test_saved_sums_take_the_devices_precision(monkeypatch):
+    """float64 sums from a CPU checkpoint continue as float32 where the device has no float64 (MPS)."""
+    from alexnet_cifar.training import metrics
+
+    saved = {"sums": torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64), "samples": 8, "batches": 2}
+    monkeypatch.setattr(metrics, "meter_dtype", lambda device: torch.float32)
+    meter = Meter.from_state(saved, torch.device("cpu"), ranks=1)
+    assert meter.sums.dtype == torch.float32 and meter.sums.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert (meter.samples, meter.batches) == (8, 2)

@@ -56,3 +56,4 @@ def test_quiet_removes_the_bar_from_a_terminal(tmp_path, fake_root, capsys, monk
         assert code == 0, err
         errs.append(err)
     assert "img/s" in errs[0] and "img/s" not in errs[1] and "Epoch 0." in out
+    assert "epoch 0: 100%" in errs[0] and "| 100/100 [" in errs[0]  # the fake set's 100 images, counted

@@ -53,7 +53,7 @@ class Meter:
         return {"sums": self.sums.cpu(), "samples": self.samples, "batches": self.batches}
 
     @classmethod
-    def from_state(cls, state: dict[str, object] | None, device: torch.device, ranks: int = 1) -> Meter:
+    def from_state(cls, state: dict[str, object] | None, device: torch.device, ranks: int) -> Meter:
         """A fresh meter, or one continuing a checkpoint's partial epoch on `ranks` processes. The
         per-batch sums hold one mean per rank and batch: saved by another number of ranks, they are
         rescaled to this many, so the lesson's averages stay averages."""
