@@ -234,3 +234,23 @@ def test_a_resume_of_a_checkpoint_without_its_process_count_reads_config_json(tm
     assert started_on(resume, run, DistInfo()) == 8
     assert started_on({"progress": {"world_size": 4}}, run, DistInfo()) == 4
     assert started_on(None, run, DistInfo(world_size=2)) == 2
+
+
+@pytest.mark.parametrize("saved_in", ["progress", "config.json"])  # older checkpoints: config.json says
+def test_a_run_started_on_two_processes_goes_on_in_one_with_its_global_batch(tmp_path, saved_in):
+    """The global batch (16 per process x 2) and the dropped short batch stay as the run began."""
+    _, run = tiny_fit(tmp_path, epochs=1)  # 200 images in 13 batches of 16
+    state = load_checkpoint(run.last, training=True)
+    if saved_in == "progress":
+        state["progress"]["world_size"] = 2
+    else:
+        del state["progress"]["world_size"]
+        info = json.loads(run.config.read_text())
+        run.config.write_text(json.dumps({**info, "environment": {**info["environment"], "world_size": 2}}))
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "device": "cpu"})
+    fit(cfg, load_cifar10(tmp_path / "data"), run, resume=state, show_progress=False)
+    assert load_checkpoint(run.last, training=True)["progress"]["step"] == 13 + 200 // 32
+    assert (
+        "the run started on 2 processes: its global batch of 32 is kept (32 per process), and its epochs drop "
+        "a short last batch as they did"
+    ) in run.log_file.read_text()

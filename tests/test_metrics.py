@@ -77,3 +77,5 @@ def test_saved_sums_take_the_devices_precision(monkeypatch):
     meter = Meter.from_state(saved, torch.device("cpu"), ranks=1)
     assert meter.sums.dtype == torch.float32 and meter.sums.tolist() == [1.0, 2.0, 3.0, 4.0]
     assert (meter.samples, meter.batches) == (8, 2)
+    older = Meter.from_state(saved, torch.device("cpu"), ranks=2)  # a checkpoint from before "ranks" was saved
+    assert older.sums.tolist() == [1.0, 2.0, 3.0, 4.0]  # taken as this many ranks': nothing rescaled

@@ -209,6 +209,20 @@ def test_open_resume_allows_only_the_changes_a_resume_may_make(tmp_path):
         open_resume(tmp_path / "run", {"epochs": 0})
 
 
+def test_the_fingerprint_of_given_data_never_changes():
+    """Checkpoints keep it: a version that hashed otherwise would refuse to resume every earlier run."""
+    from alexnet_cifar.data.cifar10 import CIFAR10, Split
+
+    def data(labels: torch.Tensor) -> CIFAR10:
+        pixels = lambda n: (torch.arange(n * 3072) % 251).to(torch.uint8).reshape(n, 3, 32, 32)
+        split = lambda n, y: Split(images=pixels(n), labels=y)
+        return CIFAR10(split(50, labels), split(20, torch.arange(20) % 10), tuple("abcdefghij"), None, False)
+
+    labels = torch.arange(50) % 10
+    assert data_fingerprint(data(labels)) == "5f920b66261be866"  # recorded 2026-12-03
+    assert data_fingerprint(data(labels.roll(1))) != "5f920b66261be866"  # every label counts
+
+
 def test_check_same_data_names_both_sides(fake_root, tmp_path):
     run = RunDir.create(tmp_path / "run")
     real, synthetic = load_cifar10(fake_root), synthetic_cifar10(n_train=20, n_test=10)
