@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import time
 
 import pytest
@@ -27,6 +28,7 @@ def test_fit_writes_the_run_directory(tmp_path):
     assert float(rows[1]["valid_acc"]) == pytest.approx(history[1].valid_acc)
     info = json.loads(run.config.read_text())
     assert info["config"]["epochs"] == 2 and info["environment"]["torch"] == torch.__version__
+    assert info["environment"]["world_size"] == 1  # what a resume elsewhere keeps the global batch by
     log_lines = run.log_file.read_text().splitlines()
     assert sum(line.startswith("Epoch ") for line in log_lines) == 2
     # the story of the run: what, where, then the epochs, the summary and the weights; nothing else
@@ -254,3 +256,17 @@ def test_a_run_started_on_two_processes_goes_on_in_one_with_its_global_batch(tmp
         "the run started on 2 processes: its global batch of 32 is kept (32 per process), and its epochs drop "
         "a short last batch as they did"
     ) in run.log_file.read_text()
+
+
+@pytest.mark.parametrize("steps, ok", [(20, False), (21, True), (30, True), (31, False)])
+def test_steps_must_end_in_the_last_epoch(steps, ok):
+    from alexnet_cifar.errors import UsageError
+    from alexnet_cifar.training.loop import check_steps
+
+    cfg = resolve_config("seed", {"epochs": 3, "steps": steps})  # 10 steps per epoch: 21..30 end in epoch 3
+    if ok:
+        assert check_steps(cfg, 10) == steps
+    else:
+        message = f"steps = {steps} does not end in epoch 3 (10 steps per epoch); set epochs = {-(-steps // 10)}"
+        with pytest.raises(UsageError, match=re.escape(message)):
+            check_steps(cfg, 10)
