@@ -2,6 +2,7 @@
 started; metrics.csv survives a cut last row; config.json keeps the first start and lists resumes."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -442,3 +443,48 @@ def test_the_data_folder_is_read_back_only_as_a_path_string(tmp_path):
         run.write_config({"recipe": "seed"}, torch.device("cpu"), {"world_size": 1, "data_folder": recorded})
         assert RunDir(run.path).data_folder() == read, recorded
         run.config.unlink()  # each time a first start
+
+
+@pytest.mark.parametrize("level", [logging.NOTSET, logging.WARNING])
+def test_train_log_gets_the_info_lines_of_a_library_caller_without_overriding_a_chosen_level(tmp_path, level):
+    logger = logging.getLogger("alexnet_cifar")
+    before = logger.level
+    logger.setLevel(level)
+    run = RunDir.create(tmp_path / "run")
+    handler = run.attach_log()
+    try:
+        logger.info("an info line")
+        logger.warning("a warning")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        after = logger.level
+        logger.setLevel(before)
+    if level == logging.NOTSET:  # nobody chose: train.log gets everything from INFO up
+        assert after == logging.INFO and run.log_file.read_text() == "an info line\na warning\n"
+    else:  # the caller's choice stands
+        assert after == logging.WARNING and run.log_file.read_text() == "a warning\n"
+
+
+def test_closing_tensorboard_twice_or_after_a_failure_is_quiet_and_a_later_epoch_reopens_it(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class Broken:
+        def close(self):
+            raise OSError(28, "No space left on device")
+
+    run = RunDir.create(tmp_path / "run")
+    run._writer = Broken()
+    run.close()  # a writer that fails to close is no error at the end of a run
+    run.close()
+    run.append_metrics(record(0))
+    run.close()
+    run.append_metrics(record(1))  # the same RunDir goes on (a resume in this process): a new writer
+    run.close()
+    steps = set()
+    for events_file in sorted(run.tensorboard_dir.iterdir()):
+        events = EventAccumulator(str(events_file))
+        events.Reload()
+        steps |= {e.step for e in events.Scalars("valid_acc")}
+    assert steps == {0, 1}
