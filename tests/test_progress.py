@@ -1,5 +1,6 @@
 """Progress bars: drawn on a terminal only, never into logs or pipes; --quiet turns them off."""
 
+import functools
 import json
 import os
 import sys
@@ -49,6 +50,11 @@ def test_quiet_removes_the_bar_from_a_terminal(tmp_path, fake_root, capsys, monk
     """In this process, with stderr claiming to be a terminal: a bar without --quiet, none with it."""
     args = ["train", "--epochs", "1", "--batch-size", "16", "--data-dir", fake_root]
     errs = []
+    from alexnet_cifar.progress import progress_bar
+    from alexnet_cifar.training import loop
+
+    drawn = functools.partial(progress_bar, mininterval=0, miniters=1)  # every update, the last (100%) too
+    monkeypatch.setattr(loop, "progress_bar", drawn)
     for name, extra in (("bar", []), ("quiet", ["--quiet"])):
         capsys.readouterr()
         monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
