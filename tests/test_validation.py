@@ -130,3 +130,26 @@ def test_damaged_run_files_of_our_own_are_read_as_absent_or_refused(tmp_path):
             run.kernel_history()
     torch.save({3: torch.ones(64, 3, 5, 5), -1: torch.zeros(64, 3, 5, 5)}, run.kernels)
     assert list(run.kernel_history()) == [-1, 3]  # in epoch order
+
+
+def test_a_run_with_a_split_resumes_and_whitens_on_the_kept_images_only(tmp_path, monkeypatch):
+    """The whitening statistics come from the 150 training images the run keeps, never the 50
+    held out; a stopped run resumes (its checkpoint's fingerprint is of the split it trains on)."""
+    from alexnet_cifar.artifacts.checkpoint import load_checkpoint
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training import loop
+
+    from .conftest import stop_after
+
+    seen = []
+    real = loop.conv1_whitening
+    monkeypatch.setattr(loop, "conv1_whitening", lambda images, eps: seen.append(len(images)) or real(images, eps))
+    write_fake_cifar(tmp_path / "data", per_batch=40, n_test=30)
+    data = load_cifar10(tmp_path / "data")
+    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 16, "lr": 0.02, "valid_split": 50, "whiten": True})
+    run = RunDir.create(tmp_path / "run")
+    with pytest.raises(Interrupted):
+        loop.fit(cfg, data, run, show_progress=False, stop=stop_after(12))  # 10 batches an epoch: epoch 1
+    history = loop.fit(cfg, data, run, resume=load_checkpoint(run.last, training=True), show_progress=False)
+    assert [r.epoch for r in history] == [1] and seen == [150, 150]
