@@ -57,7 +57,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")  # from a run with --save-module-seconds
-_seconds: dict[str, float] = {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # Under mutation testing (mutmut runs the tests in its mutants/ folder), two files there order them:
 KILLERS = "mutation-killers.tsv"  # one line per caught mutant: "mutant<TAB>the test that failed"
 TEST_SECONDS = "mutation-test-seconds.json"  # each test's whole time (set-up too) in mutmut's clean run
-_test_seconds: dict[str, float] = {}
+_test_seconds: dict[str, float] = {}  # this run's, per test: set-up, call and teardown
 
 
 def _mutant_neighbours(mutant: str) -> tuple[str, str]:
@@ -114,7 +113,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _seconds[report.nodeid.split("::")[0]] = _seconds.get(report.nodeid.split("::")[0], 0.0) + report.duration
     _test_seconds[report.nodeid] = _test_seconds.get(report.nodeid, 0.0) + report.duration
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
     if report.failed and "__mutmut_" in mutant:  # appends of one short line do not interleave
@@ -133,7 +131,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     whole = not (config.option.keyword or config.option.markexpr) and exitstatus == 0
     if config.getoption("--save-module-seconds") and not hasattr(config, "workerinput") and whole:
         times = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}
-        times.update({Path(module).name: round(t, 1) for module, t in _seconds.items()})
+        modules: dict[str, float] = {}
+        for nodeid, t in _test_seconds.items():
+            name = Path(nodeid.split("::")[0]).name
+            modules[name] = modules.get(name, 0.0) + t
+        times.update({name: round(t, 1) for name, t in modules.items()})
         ordered = dict(sorted(times.items(), key=lambda kv: -kv[1]))
         MODULE_SECONDS.write_text(json.dumps(ordered, indent=1) + "\n")
 
