@@ -19,8 +19,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from mutmut.stats import status_by_exit_code
-
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -54,6 +52,8 @@ def in_scope(pyproject: Path = ROOT / "pyproject.toml") -> set[str]:
 def read_results(mutants: Path, scope: set[str] | None = None) -> dict[str, dict[str, str]]:
     """module file -> {mutant name: status} from mutmut's .meta files, for the modules in scope
     (results of a module that left the scope, or the code, are not counted)."""
+    from mutmut.stats import status_by_exit_code  # here: the rest of this file runs without mutmut
+
     scope = in_scope() if scope is None else scope
     results = {}
     for meta in sorted(mutants.glob("src/**/*.py.meta")):
@@ -80,6 +80,13 @@ def table(results: dict[str, dict[str, str]], judged: dict[str, str]) -> tuple[s
     return "\n".join(rows), survivors
 
 
+def stale(results: dict[str, dict[str, str]], judged: dict[str, str]) -> list[str]:
+    """Judgements that no longer apply: their mutant is caught now, or gone (mutmut numbers a
+    function's mutants anew when the function changes, so an old name may mean another change)."""
+    statuses = {n: s for module in results.values() for n, s in module.items()}
+    return sorted(n for n in judged if statuses.get(n, "gone") not in ("survived", "no tests", "not checked"))
+
+
 def row(name: str, c: Counter) -> str:
     detected = c["killed"] + c["timeout"] + c["process"]
     judged = c["mutants"] - c["equivalent"] - c["not checked"]
@@ -100,6 +107,10 @@ def main() -> None:
     if args.survivors:
         print("\nsurvivors (`mutmut show NAME` prints the change):")
         print("\n".join(f"  {n}" for n in survivors))
+        old = stale(read_results(args.mutants), read_judged())
+        if old:
+            print(f"\njudged in {EQUIVALENT.name} but caught or gone now (check, then remove the line):")
+            print("\n".join(f"  {n}" for n in old))
 
 
 if __name__ == "__main__":

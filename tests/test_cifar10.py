@@ -42,6 +42,12 @@ def test_summary_counts_images_and_classes(fake_root):
     assert "structural check" in line and "\n" not in line
 
 
+def test_summary_gives_the_range_of_uneven_class_counts(fake_root):
+    data = load_cifar10(fake_root)
+    data.train.labels[0] = (data.train.labels[0] + 1) % 10  # one class gains an image, another loses one
+    assert "per class 9-11 train / 3 test" in data.summary()
+
+
 def test_data_folder_may_be_the_batch_folder_itself(fake_root):
     assert len(load_cifar10(fake_root / "cifar-10-batches-py").train) == 100
 

@@ -236,6 +236,7 @@ def test_a_resume_of_a_checkpoint_without_its_process_count_reads_config_json(tm
     assert started_on(resume, run, DistInfo()) == 8
     assert started_on({"progress": {"world_size": 4}}, run, DistInfo()) == 4
     assert started_on(None, run, DistInfo(world_size=2)) == 2
+    assert started_on({"progress": {"world_size": 1}}, run, DistInfo(world_size=2)) == 1  # one process, now two
 
 
 @pytest.mark.parametrize("saved_in", ["progress", "config.json"])  # older checkpoints: config.json says
@@ -270,3 +271,12 @@ def test_steps_must_end_in_the_last_epoch(steps, ok):
         message = f"steps = {steps} does not end in epoch 3 (10 steps per epoch); set epochs = {-(-steps // 10)}"
         with pytest.raises(UsageError, match=re.escape(message)):
             check_steps(cfg, 10)
+
+
+def test_compile_reaches_torch_compile_and_its_absence_does_not(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(type(model).__name__) or model)
+    tiny_fit(tmp_path, "plain", epochs=1)
+    assert compiled == []
+    tiny_fit(tmp_path, "compiled", epochs=1, compile=True)  # a stand-in: a real compile takes a minute on CPU
+    assert compiled == ["AlexNet"]

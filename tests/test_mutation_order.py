@@ -30,3 +30,17 @@ def test_without_the_files_the_order_is_kept(tmp_path):
     items = [SimpleNamespace(nodeid=f"tests/t.py::t{i}") for i in (3, 1, 2)]
     items.sort(key=_mutation_order(tmp_path, "pkg.m.x_f__mutmut_1"))
     assert [i.nodeid for i in items] == ["tests/t.py::t3", "tests/t.py::t1", "tests/t.py::t2"]
+
+
+def test_the_summary_names_judgements_whose_mutant_is_caught_or_gone():
+    """mutmut numbers a changed function's mutants anew: an old judgement may now mean another change."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "mutation_summary.py"
+    spec = importlib.util.spec_from_file_location("mutation_summary", script)
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    results = {"a.py": {"m_1": "survived", "m_2": "killed", "m_3": "not checked"}, "b.py": {"m_4": "no tests"}}
+    judged = {"m_1": "equivalent", "m_2": "equivalent", "m_3": "device", "m_4": "device", "m_5": "equivalent"}
+    assert summary.stale(results, judged) == ["m_2", "m_5"]

@@ -63,3 +63,24 @@ def test_quiet_removes_the_bar_from_a_terminal(tmp_path, fake_root, capsys, monk
         errs.append(err)
     assert "img/s" in errs[0] and "img/s" not in errs[1] and "Epoch 0." in out
     assert "epoch 0: 100%" in errs[0] and "| 100/100 [" in errs[0]  # the fake set's 100 images, counted
+
+
+def test_a_library_caller_gets_a_bar_unless_it_asks_for_none(tmp_path, fake_root, monkeypatch):
+    """fit's default is the command's: progress shown (on a terminal, where tqdm draws)."""
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.config import resolve_config
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.progress import progress_bar
+    from alexnet_cifar.training import loop
+
+    asked = []
+
+    def recording(total, desc, enabled, **kwargs):
+        asked.append(enabled)
+        return progress_bar(total, desc, False, **kwargs)
+
+    monkeypatch.setattr(loop, "progress_bar", recording)
+    cfg = resolve_config("seed", {"epochs": 1, "batch_size": 16, "device": "cpu"})
+    loop.fit(cfg, load_cifar10(fake_root), RunDir.create(tmp_path / "shown"))
+    loop.fit(cfg, load_cifar10(fake_root), RunDir.create(tmp_path / "none"), show_progress=False)
+    assert asked == [True, False]

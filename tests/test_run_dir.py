@@ -488,3 +488,18 @@ def test_closing_tensorboard_twice_or_after_a_failure_is_quiet_and_a_later_epoch
         events.Reload()
         steps |= {e.step for e in events.Scalars("valid_acc")}
     assert steps == {0, 1}
+
+
+def test_without_tensorboard_the_run_asks_once_and_says_nothing(tmp_path, monkeypatch, caplog):
+    """The [tensorboard] extra missing: metrics.csv is the record, with no message and no second try."""
+    import sys
+
+    run = RunDir.create(tmp_path / "run")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # its import raises ImportError
+    with caplog.at_level("INFO", logger="alexnet_cifar"):
+        run.append_metrics(record(0))
+        monkeypatch.delitem(sys.modules, "torch.utils.tensorboard")  # importable again mid-run
+        run.append_metrics(record(1))
+    run.close()
+    assert caplog.messages == [] and not run.tensorboard_dir.exists()
+    assert [r.epoch for r in run.history()] == [0, 1]

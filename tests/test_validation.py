@@ -56,7 +56,10 @@ def test_the_test_set_is_read_once_after_the_last_epoch(tmp_path, monkeypatch, c
     result = json.loads(run.test_result.read_text())
     assert result["images"] == 30 and result["epochs"] == 3 and 0 <= result["test_acc"] <= 1
     assert f"Test Acc: {result['test_acc']:f} (the test set, once" in caplog.text
-    assert "validation split: 50 training images held out" in caplog.text
+    assert (
+        "validation split: 50 training images held out (the same for every run); the Valid columns are them, "
+        "best.pt is chosen on them, and the test set is evaluated once, at the end"
+    ) in caplog.messages
     best = torch.load(run.best, weights_only=True)["progress"]["best_acc"]
     assert best == max(r.valid_acc for r in history)  # best.pt chosen on the validation split
     assert json.loads(run.config.read_text())["config"]["valid_split"] == 50
@@ -65,7 +68,8 @@ def test_the_test_set_is_read_once_after_the_last_epoch(tmp_path, monkeypatch, c
 def test_without_a_split_every_epoch_says_the_test_set_is_what_it_shows(tmp_path, caplog):
     with caplog.at_level("INFO", logger="alexnet_cifar"):
         _, run = tiny_fit(tmp_path, epochs=1)
-    assert "no validation split: the Valid columns are the test set, as in the lesson" in caplog.text
+    said = "no validation split: the Valid columns are the test set, as in the lesson, and best.pt is chosen on it"
+    assert f"{said} (--valid-split N holds out N training images instead)" in caplog.messages
     assert not run.test_result.exists()
 
 
