@@ -5,6 +5,7 @@ import csv
 import itertools
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -120,7 +121,10 @@ def test_a_budget_fixes_the_steps_and_lays_the_schedule_over_them(tmp_path, slow
     progress = torch.load(run.last, weights_only=False)["progress"]
     assert progress["step"] == steps  # the last epoch stopped short, on the planned step
     assert float(rows(run)[-1]["lr"]) == 0.0  # the linear decay reached zero exactly there
-    assert f"time budget 5 s: {steps:,} steps (2 epochs" in caplog.text and "time budget 5 s: used" in caplog.text
+    assert f"time budget 5 s: {steps:,} steps (2 epochs" in caplog.text
+    (used,) = [m for m in caplog.messages if m.startswith("time budget 5 s: used ")]
+    seconds, share = re.fullmatch(r"time budget 5 s: used ([\d.]+) s \((\d+)%\)", used).groups()
+    assert 0 < float(seconds) < 60 and int(share) == round(float(seconds) / 5 * 100)
 
     # the same config with the steps written out trains the same batches to the same weights
     explicit = {k: cfg[k] for k in ("steps", "epochs", "warmup_epochs")}
@@ -128,6 +132,21 @@ def test_a_budget_fixes_the_steps_and_lays_the_schedule_over_them(tmp_path, slow
     plain = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rows(run)]
     assert plain == [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rows(again)]
     assert all(torch.equal(a, b) for a, b in zip(run_weights(run), run_weights(again), strict=True))
+
+
+def test_the_plan_leaves_time_for_the_final_test_pass_only_with_a_split(tmp_path, monkeypatch):
+    """Without a split the test set is the per-epoch validation (priced already); with one it is
+    evaluated once more at the end, and the plan must leave time for its 40 images."""
+    priced = []
+
+    def measure(cfg, train, valid, test_images, *where):
+        priced.append(test_images)
+        return Speed(step=0.2, evaluation=0.0, test=0.0)
+
+    monkeypatch.setattr(budget, "measure", measure)
+    tiny_fit(tmp_path, "plain", time_budget=5.0, threads=1)
+    tiny_fit(tmp_path, "split", time_budget=5.0, threads=1, valid_split=50)
+    assert priced == [0, 40]
 
 
 def run_weights(run) -> list[torch.Tensor]:

@@ -176,6 +176,9 @@ def test_synthetic_data_has_cifar10s_shape_and_repeats_by_seed():
     assert data.test.labels.tolist() == list(range(10)) and data.folder is None and data.official is False
     assert data.classes == CLASSES and data.train.images.min() == 0 and data.train.images.max() == 255
     assert len(synthetic_cifar10(n_train=10).test) == 10_000  # CIFAR-10's test size by default
+    assert data.summary() == (
+        "SYNTHETIC random images (20 train + 10 test) for timing only: accuracy on them means nothing"
+    )
     assert torch.equal(synthetic_cifar10(n_train=20, n_test=10).train.images, data.train.images)
     assert not torch.equal(synthetic_cifar10(n_train=20, n_test=10, seed=1).train.images, data.train.images)
     defaults = {k: v.default for k, v in inspect.signature(synthetic_cifar10).parameters.items()}

@@ -1,5 +1,8 @@
 """Two CPU processes under torchrun (gloo, loopback rendezvous) against one process with the same
-global batch: the same weights within float tolerance, identical on both ranks, files from rank 0 only."""
+global batch: the same weights within float tolerance, identical on both ranks, files from rank 0 only;
+torchrun's SIGTERM reaches both, and the resume goes on under torchrun or in one process.
+test_forked_ranks.py tests the rest of what two ranks do, forked from the test process (faster, and
+visible to mutation testing)."""
 
 import contextlib
 import csv
@@ -120,49 +123,6 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(data_dir,
     assert last["scheduler"]["last_epoch"] == 120 and last["progress"]["world_size"] == 2  # 2 x 60 steps
 
 
-def test_a_run_started_in_one_process_resumes_on_two(data_dir, two, tmp_path):
-    """And back: one process of batch 32, stopped inside epoch 1, resumed under torchrun on two
-    processes of 16 each, ends as the run that was two processes throughout."""
-    from alexnet_cifar.artifacts.run_dir import RunDir
-    from alexnet_cifar.config import resolve_config
-    from alexnet_cifar.data.cifar10 import load_cifar10
-    from alexnet_cifar.errors import Interrupted
-    from alexnet_cifar.training.loop import fit
-
-    from .conftest import stop_after
-
-    cfg = resolve_config("seed", {"epochs": 2, "batch_size": 32, "lr": 0.01, "device": "cpu", "threads": 1})
-    run = RunDir.create(tmp_path / "run")
-    with one_process_threads(), pytest.raises(Interrupted):
-        fit(cfg, load_cifar10(data_dir), run, show_progress=False, stop=stop_after(90))  # epoch 1, batch 30
-    cmd = [*TORCHRUN, *TRAIN, "--resume", str(run.path)]
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "global batch of 32 is kept (16 per process)" in resumed.stdout
-    assert max_difference(two[0], run.path) < 1e-5
-
-
-def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_batch(data_dir, tmp_path):
-    """Rank 1 alone sees a NaN loss at batch 49, which is where a rank's own check every 50 batches
-    would look: had it left alone, rank 0 would wait in the next gradient all-reduce (for ever on
-    nccl; on gloo until the peer's exit breaks it). The ranks agree instead: each stops with the
-    one-line error (read from each rank's own log), and no checkpoint is written."""
-    helper = Path(__file__).with_name("nan_on_one_rank.py")
-    logs = ["--log-dir", str(tmp_path / "logs"), "--redirects", "3"]  # each rank's output in its own file
-    args = ["--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16"]
-    cmd = [*TORCHRUN, *logs, str(helper), "49", "train", *args, *COMMON]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0
-    for rank in (0, 1):
-        (err,) = (tmp_path / "logs").glob(f"*/attempt_0/{rank}/stderr.log")
-        assert (
-            err.read_text()
-            .splitlines()[-1]
-            .startswith("alexnet-cifar: error: loss became NaN or infinite at epoch 0, within batches 40-49 (lr 0.01)")
-        ), (rank, err.read_text())
-    assert not (tmp_path / "run" / "last.pt").exists()
-
-
 @contextlib.contextmanager
 def one_process_threads():
     """An in-process run of a config with threads = 1 sets torch's count: give the worker its own back."""
@@ -177,18 +137,3 @@ def metrics(run: Path) -> list[float]:
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return [float(r[k]) for r in rows for k in ("train_loss", "train_acc", "valid_loss", "valid_acc")]
-
-
-def test_a_time_budget_under_torchrun_plans_one_number_of_steps_for_every_rank(data_dir, tmp_path):
-    """Each rank measures its own speed and reads its own clock; they must still train the same
-    steps, or one rank would wait for the other's gradients for ever."""
-    run = tmp_path / "run"
-    # 10 s: start-up alone took 5 s on a loaded 2-core CI machine
-    args = ("--data-dir", str(data_dir), "--run-dir", str(run), "--batch-size", "16", "--time-budget", "10s")
-    done = torchrun(*args, *COMMON)
-    assert done.returncode == 0, done.stdout + done.stderr
-    cfg = json.loads((run / "config.json").read_text())["config"]
-    assert cfg["steps"] > 0 and cfg["time_budget"] == 10.0
-    assert "all 2 ranks hold identical weights: yes" in done.stdout
-    progress = torch.load(run / "last.pt", weights_only=False)["progress"]
-    assert progress["step"] == cfg["steps"]

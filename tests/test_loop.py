@@ -29,6 +29,8 @@ def test_fit_writes_the_run_directory(tmp_path):
     info = json.loads(run.config.read_text())
     assert info["config"]["epochs"] == 2 and info["environment"]["torch"] == torch.__version__
     assert info["environment"]["world_size"] == 1  # what a resume elsewhere keeps the global batch by
+    assert info["environment"]["device"] == "cpu" and info["resumes"] == []  # a resume adds itself there
+    assert run.config.read_text().startswith('{\n  "config": {\n')  # for people too: indented, a key a line
     log_lines = run.log_file.read_text().splitlines()
     assert sum(line.startswith("Epoch ") for line in log_lines) == 2
     # the story of the run: what, where, then the epochs, the summary and the weights; nothing else

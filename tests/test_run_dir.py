@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_cifar.artifacts.run_dir import RunDir
+from alexnet_cifar.artifacts.run_dir import MARKER, RunDir
 from alexnet_cifar.errors import UserError
 from alexnet_cifar.training.metrics import EpochRecord
 
@@ -47,6 +47,12 @@ def test_existing_run_dir_is_refused_without_overwrite(tmp_path):
     with pytest.raises(UserError, match="already exists.*--overwrite"):
         RunDir.create(tmp_path / "run")
     assert contents(tmp_path / "run") == before
+
+
+def test_an_empty_folder_made_beforehand_takes_the_run(tmp_path):
+    (tmp_path / "run").mkdir()  # say, by a job script
+    run = RunDir.create(tmp_path / "run")
+    assert run.replaced is None and [p.name for p in run.path.iterdir()] == [MARKER]
 
 
 @pytest.mark.parametrize(
@@ -206,6 +212,16 @@ def test_config_json_keeps_the_first_start_and_records_each_resume(tmp_path):
     assert info["config"]["epochs"] == 3 and len(info["resumes"]) == 1 and info["resumes"][0]["world_size"] == 1
 
 
+def test_a_hand_edited_resumes_entry_that_is_no_list_starts_the_list_anew(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.write_config({"recipe": "seed"}, torch.device("cpu"))
+    info = json.loads(run.config.read_text())
+    run.config.write_text(json.dumps({**info, "resumes": "edited by hand"}))
+    run.write_config({"recipe": "seed"}, torch.device("cpu"), {"world_size": 3})
+    (resume,) = json.loads(run.config.read_text())["resumes"]
+    assert resume["world_size"] == 3
+
+
 def test_a_crash_leaves_no_half_written_metrics(tmp_path, monkeypatch):
     run = RunDir.create(tmp_path / "run")
     run.write_metrics([record(0)])
@@ -331,6 +347,7 @@ def test_config_json_records_where_and_how_the_run_was_made(tmp_path, monkeypatc
     from alexnet_cifar import __version__
 
     monkeypatch.setattr("sys.argv", ["alexnet-cifar", "train", "--epochs", "2"])
+    monkeypatch.chdir(tmp_path)  # the commit is the package's, wherever the command runs
     run = RunDir.create(tmp_path / "run")
     before = time.time()
     run.write_config({"recipe": "seed"}, torch.device("cpu"))
@@ -405,6 +422,9 @@ def test_a_machine_without_git_or_proc_still_gets_a_config(tmp_path, monkeypatch
     assert run_dir.cpu_name() == platform.machine()
     monkeypatch.setattr(platform, "processor", lambda: "x86_64 Family 25")
     assert run_dir.cpu_name() == "x86_64 Family 25"
+    cpuinfo = "processor\t: 0\nmodel name\t: Vendor CPU @ 2.0GHz: rev 2\nflags\t: fpu\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: cpuinfo if str(self) == "/proc/cpuinfo" else "")
+    assert run_dir.cpu_name() == "Vendor CPU @ 2.0GHz: rev 2"  # a colon in the name stays
 
 
 def test_a_resume_names_what_the_folder_lacks(tmp_path):
