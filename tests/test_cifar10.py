@@ -46,6 +46,9 @@ def test_summary_gives_the_range_of_uneven_class_counts(fake_root):
     data = load_cifar10(fake_root)
     data.train.labels[0] = (data.train.labels[0] + 1) % 10  # one class gains an image, another loses one
     assert "per class 9-11 train / 3 test" in data.summary()
+    for split in (data.train, data.test):  # the last class missing altogether: it counts 0
+        split.labels[split.labels == 9] = 0
+    assert "per class 0-20 train / 0-6 test" in data.summary()
 
 
 def test_data_folder_may_be_the_batch_folder_itself(fake_root):
