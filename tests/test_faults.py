@@ -381,6 +381,18 @@ def test_an_unexpected_error_is_one_line_and_the_replaced_run_comes_back(fake_ro
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_a_broken_pipe_in_one_process_is_no_lost_peer(fake_root, tmp_path, capsys, monkeypatch):
+    """Only under torchrun is a lost connection another rank's doing (tests/test_forked_ranks.py)."""
+    from alexnet_cifar.training import trainer
+
+    def broken(model, cfg):
+        raise RuntimeError("[pair.cc:537] Write error: Broken pipe")
+
+    monkeypatch.setattr(trainer, "compiled", broken)
+    code, _, err = train(capsys, fake_root, tmp_path / "run", "--compile")
+    assert_one_line_error(code, err, "unexpected RuntimeError: [pair.cc:537] Write error: Broken pipe")
+
+
 def test_two_runs_never_share_a_folder(tmp_path, monkeypatch):
     from alexnet_cifar.artifacts import run_dir
     from alexnet_cifar.artifacts.run_dir import RunDir, default_run_dir

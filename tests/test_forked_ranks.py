@@ -295,5 +295,9 @@ def test_an_unexpected_error_on_one_rank_ends_both_at_once(data_dir, tmp_path):
     """The failing rank leaves the group without waiting for its peer (which is in a gradient
     all-reduce and never comes), so the peer's all-reduce fails too: nobody waits for ever."""
     args = ["--data-dir", data_dir, "--run-dir", tmp_path / "run", "--epochs", 1, "--batch-size", 16]
-    codes = [code for code, _ in forked(["train", *args, *COMMON], tmp_path, before={1: crash_at(5)})]
-    assert codes[0] > 0 and codes[1] > 0, codes  # both exited (a killed rank's code is negative)
+    (code0, out0), (code1, out1) = forked(["train", *args, *COMMON], tmp_path, before={1: crash_at(5)})
+    assert code0 > 0 and code1 > 0, (out0, out1)  # both exited (a killed rank's code is negative)
+    assert out1.splitlines()[-1].startswith("alexnet-cifar: error: unexpected RuntimeError: a bug on one rank;")
+    last = out0.splitlines()[-1]  # the rank left behind blames no bug of its own
+    said = "another process of this torchrun job ended mid-run (the connection to it was lost); its own error says why"
+    assert last == f"alexnet-cifar: error: {said}"

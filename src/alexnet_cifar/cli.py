@@ -466,6 +466,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")  # gloo's words
+
+
+def lost_a_peer(exc: Exception) -> bool:
+    """Under torchrun: a collective failed because another rank's process ended."""
+    from .training.ranks import from_environment
+
+    return from_environment().enabled and any(words in str(exc) for words in PEER_GONE)
+
+
 def is_main_process() -> bool:
     """Rank 0 of a torchrun job, or a plain single process: the one that writes and prints."""
     from .training.ranks import from_environment
@@ -748,6 +758,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             raise
         what = " ".join(str(exc).split())[:300] or "no message"
+        if lost_a_peer(exc):  # not this rank's fault: the peer that failed first says why
+            print(
+                f"{PROG}: error: another process of this torchrun job ended mid-run (the connection to it "
+                "was lost); its own error says why",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"{PROG}: error: unexpected {type(exc).__name__}: {what}; rerun with {DEBUG_ENV}=1 for the "
             "traceback, and please report it",
