@@ -523,3 +523,24 @@ def test_without_tensorboard_the_run_asks_once_and_says_nothing(tmp_path, monkey
     run.close()
     assert caplog.messages == [] and not run.tensorboard_dir.exists()
     assert [r.epoch for r in run.history()] == [0, 1]
+
+
+class RunsCode:
+    """Unpickled by a full unpickler, it creates `marker`: what a crafted file could do instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("torch_default", ["safe", "unsafe"])
+def test_a_kernels_file_that_would_run_code_is_refused_without_running_it(tmp_path, monkeypatch, torch_default):
+    if torch_default == "unsafe":  # torch < 2.6's default, which pyproject.toml allows
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    run = RunDir.create(tmp_path / "run")
+    torch.save({-1: RunsCode(tmp_path / "ran")}, run.kernels)
+    with pytest.raises(UserError, match="kernels.pt is damaged"):
+        run.kernel_history()
+    assert not (tmp_path / "ran").exists()
