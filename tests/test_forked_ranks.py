@@ -22,6 +22,8 @@ import torch
 
 from .conftest import stop_after, write_fake_cifar
 
+# Windows has no fork, and macOS's is unsafe once threads have started (torch's have)
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forks the test process: Linux only")
 COMMON = ["--lr", "0.01", "--device", "cpu", "--threads", "1", "--quiet"]  # as test_distributed.py
 RANKS = 2
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
@@ -87,8 +89,7 @@ def crash_at(batch: int) -> Callable[[], None]:
 def rank_main(rank: int, port: int, argv: list[str] | Callable[[], int], where: Path, before) -> None:
     """One rank: torchrun's environment, the CLI (or a callable), its output in rankN.out; exits with
     the status it returns."""
-    if sys.platform == "linux":  # gone with the test's process, even when a timeout kills it
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # gone with the test's process, even if killed
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(RANKS))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)  # a forked child must not reuse the parent's thread pool
