@@ -544,3 +544,21 @@ def test_a_kernels_file_that_would_run_code_is_refused_without_running_it(tmp_pa
     with pytest.raises(UserError, match="kernels.pt is damaged"):
         run.kernel_history()
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"environment": {}}',  # no config
+        '{"config": 5, "environment": {}}',
+        '{"config": {"recipe": "seed"}, "environment": 5}',
+    ],
+)
+def test_a_damaged_config_json_is_one_line(tmp_path, text):
+    run = RunDir.create(tmp_path / "run")
+    run.config.write_text(text)
+    with pytest.raises(UserError, match=r"config\.json is damaged \(not this tool's JSON\); restore it or start a new"):
+        run.read_info()
+    assert run.info_or_empty() == {}  # a report goes on without it
