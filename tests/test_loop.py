@@ -125,6 +125,16 @@ def test_every_epoch_sees_every_image_once_in_a_new_order_with_new_flips(tmp_pat
     assert flips[0] != flips[1] != flips[2]  # and a new draw of flips each epoch
 
 
+def test_with_alternate_flip_every_image_is_flipped_in_every_other_epoch(tmp_path, fake_root):
+    data = load_cifar10(fake_root)
+    seen = SeenBatches(data.train.images)
+    overrides = {"epochs": 3, "batch_size": 16, "lr": 0.02, "flip": True, "alternate_flip": True, "device": "cpu"}
+    fit_seeing(resolve_config("seed", overrides), data, RunDir.create(tmp_path / "run"), seen)
+    flips = [dict(e) for e in seen.epochs(len(data.train))]
+    assert 0.3 < sum(flips[0].values()) / len(data.train) < 0.7  # epoch 0: a random half
+    assert flips[1] == {i: not f for i, f in flips[0].items()} and flips[2] == flips[0]
+
+
 def test_a_stopped_and_resumed_run_sees_the_batches_an_unbroken_one_sees(tmp_path, fake_root):
     data = load_cifar10(fake_root)
     overrides = {"epochs": 2, "batch_size": 16, "lr": 0.02, "flip": True, "crop_padding": 2, "device": "cpu"}

@@ -133,3 +133,16 @@ def test_float16_gets_an_enabled_scaler_on_its_own_device_and_hides_only_the_sch
     assert trainer.scaler is not None and trainer.scaler.is_enabled() and trainer.scaler._device == "cpu"
     assert [str(w.message) for w in seen] == ["any other warning"]
     assert build_trainer(resolve_config("seed", {"device": "cpu"}), cpu, steps_per_epoch=10).scaler is None
+
+
+def test_a_process_shares_a_global_batch_and_a_short_last_batch_only_bars_one_process_resumed_on_more():
+    from alexnet_cifar.errors import UserError
+    from alexnet_cifar.training.trainer import rank_batch_size
+
+    assert rank_batch_size(32, 2, 1610, started_on=2) == 16  # begun on two: they drop the short last batch
+    assert rank_batch_size(32, 1, 1610, started_on=2) == 32  # and one process goes on the same way
+    assert rank_batch_size(32, 2, 1600, started_on=1) == 16  # begun on one, with no short batch
+    with pytest.raises(UserError, match="short batch of 10 images, which 2 processes cannot share"):
+        rank_batch_size(32, 2, 1610, started_on=1)
+    with pytest.raises(UserError, match="global batch of 32 images .* cannot be shared by 3 processes"):
+        rank_batch_size(32, 3, 1600, started_on=1)
