@@ -146,3 +146,12 @@ def test_a_process_shares_a_global_batch_and_a_short_last_batch_only_bars_one_pr
         rank_batch_size(32, 2, 1610, started_on=1)
     with pytest.raises(UserError, match="global batch of 32 images .* cannot be shared by 3 processes"):
         rank_batch_size(32, 3, 1600, started_on=1)
+
+
+def test_a_trainer_built_without_a_policy_compiles_when_the_config_asks(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(type(model).__name__) or model)
+    build_trainer(resolve_config("seed", {"device": "cpu"}), torch.device("cpu"), steps_per_epoch=10)
+    assert compiled == []
+    build_trainer(resolve_config("seed", {"device": "cpu", "compile": True}), torch.device("cpu"), steps_per_epoch=10)
+    assert compiled == ["AlexNet"]  # the step model; one process evaluates with the same one
