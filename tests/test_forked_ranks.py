@@ -53,37 +53,33 @@ def sigterm_at(question: int) -> Callable[[], None]:
     return install
 
 
-def nan_loss_at(batch: int) -> Callable[[], None]:
-    """For `forked(before=...)`: this rank's training loss at `batch` (from 0) is NaN, no other."""
+def at_batch(batch: int, act: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+    """For `forked(before=...)`: this rank's training loss at `batch` (from 0) becomes `act(loss)`."""
 
     def install() -> None:
         forward, calls = torch.nn.CrossEntropyLoss.forward, [0]
 
-        def poisoned(self, logits, labels):
+        def patched(self, logits, labels):
             calls[0] += 1
             loss = forward(self, logits, labels)
-            return loss * float("nan") if calls[0] == batch + 1 else loss
+            return act(loss) if calls[0] == batch + 1 else loss
 
-        torch.nn.CrossEntropyLoss.forward = poisoned
+        torch.nn.CrossEntropyLoss.forward = patched
 
     return install
+
+
+def nan_loss_at(batch: int) -> Callable[[], None]:
+    return at_batch(batch, lambda loss: loss * float("nan"))
 
 
 def crash_at(batch: int) -> Callable[[], None]:
-    """For `forked(before=...)`: this rank fails at training batch `batch` with an unexpected error."""
+    """An unexpected error on this rank at `batch`."""
 
-    def install() -> None:
-        forward, calls = torch.nn.CrossEntropyLoss.forward, [0]
+    def fail(loss: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("a bug on one rank")
 
-        def failing(self, logits, labels):
-            calls[0] += 1
-            if calls[0] == batch + 1:
-                raise RuntimeError("a bug on one rank")
-            return forward(self, logits, labels)
-
-        torch.nn.CrossEntropyLoss.forward = failing
-
-    return install
+    return at_batch(batch, fail)
 
 
 def rank_main(rank: int, port: int, argv: list[str] | Callable[[], int], where: Path, before) -> None:
