@@ -102,12 +102,13 @@ def main() -> None:
     parser.add_argument("--mutants", type=Path, default=folder, help="the .meta files' folder (default: %(default)s)")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants too")
     args = parser.parse_args()
-    text, survivors = table(read_results(args.mutants), read_judged())
+    results, judged = read_results(args.mutants), read_judged()
+    text, survivors = table(results, judged)
     print(text)
     if args.survivors:
         print("\nsurvivors (`mutmut show NAME` prints the change):")
         print("\n".join(f"  {n}" for n in survivors))
-        old = stale(read_results(args.mutants), read_judged())
+        old = stale(results, judged)
         if old:
             print(f"\njudged in {EQUIVALENT.name} but caught or gone now (check, then remove the line):")
             print("\n".join(f"  {n}" for n in old))

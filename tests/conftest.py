@@ -209,6 +209,21 @@ def tiny_fit(tmp_path: Path, name: str = "run", data_root: Path | None = None, *
     return fit(cfg, load_cifar10(data_root), run, show_progress=False), run
 
 
+def max_difference(a: Path, b: Path) -> float:
+    """The largest difference between the final weights (model.pt) of two run folders."""
+    import torch
+
+    wa, wb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
+    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
+
+
+def lesson_numbers(out: str) -> list[float]:
+    """Loss and accuracy values of the lesson's per-epoch lines (and of the test line, if any)."""
+    lines = [line for line in out.splitlines() if line.startswith(("Epoch", "Test Loss"))]
+    lines = [line.rsplit(", Time", 1)[0].split(" (")[0] for line in lines]
+    return [float(part.split(": ")[1]) for line in lines for part in line.split(", ")]
+
+
 def stop_after(batches: int):
     """Signal handlers (for `fit(stop=...)`) whose SIGTERM arrives at the loop's `batches`-th question
     (it asks once at start-up, then after every batch but an epoch's last), with no real signal."""

@@ -4,7 +4,6 @@ torchrun's SIGTERM reaches both, and the resume goes on under torchrun or in one
 test_forked_ranks.py tests the rest of what two ranks do, forked from the test process (faster, and
 visible to mutation testing)."""
 
-import contextlib
 import csv
 import json
 import shutil
@@ -19,7 +18,7 @@ import torch
 
 from alexnet_cifar.cli import main
 
-from .conftest import run_cli, write_fake_cifar
+from .conftest import lesson_numbers, max_difference, run_cli, write_fake_cifar
 
 pytestmark = pytest.mark.process
 
@@ -54,8 +53,7 @@ def two(data_dir, tmp_path_factory) -> tuple[Path, str]:
 
 def test_two_processes_match_one_with_the_global_batch(data_dir, two, tmp_path, capsys):
     args = ["--data-dir", data_dir, "--run-dir", tmp_path / "one", "--epochs", "2", "--batch-size", "32", *COMMON]
-    with one_process_threads():
-        code, one_out, err = run_cli(capsys, "train", *args)
+    code, one_out, err = run_cli(capsys, "train", *args)  # its --threads 1: conftest restores the count
     assert code == 0, err
     run, out = two
     assert "all 2 ranks hold identical weights: yes" in out
@@ -68,18 +66,7 @@ def test_two_processes_match_one_with_the_global_batch(data_dir, two, tmp_path, 
     assert json.loads((run / "config.json").read_text())["environment"]["world_size"] == 2
     assert max_difference(tmp_path / "one", run) < 1e-5
     # the printed metrics cover the whole dataset, so they equal the single process's
-    assert epoch_numbers(out) == pytest.approx(epoch_numbers(one_out), abs=2e-6)
-
-
-def max_difference(a: Path, b: Path) -> float:
-    wa, wb = torch.load(a / "model.pt", weights_only=True), torch.load(b / "model.pt", weights_only=True)
-    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
-
-
-def epoch_numbers(out: str) -> list[float]:
-    """Loss and accuracy values of the lesson lines."""
-    lines = [line.rsplit(", Time", 1)[0] for line in out.splitlines() if line.startswith("Epoch")]
-    return [float(part.split(": ")[1]) for line in lines for part in line.split(", ")]
+    assert lesson_numbers(out) == pytest.approx(lesson_numbers(one_out), abs=2e-6)
 
 
 def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(data_dir, two, tmp_path):
@@ -115,22 +102,11 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_batch_and_resumes(data_dir,
 
     # the same interrupted run resumed in one process (a machine with one GPU, or none) keeps its
     # global batch of 32 and its schedule: it ends as the two processes did, within float rounding
-    with one_process_threads():
-        assert main(["train", "--resume", str(tmp_path / "elsewhere"), "--quiet"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "elsewhere"), "--quiet"]) == 0
     assert max_difference(two[0], tmp_path / "elsewhere") < 1e-5
     assert metrics(tmp_path / "elsewhere") == pytest.approx(metrics(two[0]), abs=2e-6)
     last = torch.load(tmp_path / "elsewhere" / "last.pt", weights_only=True)
     assert last["scheduler"]["last_epoch"] == 120 and last["progress"]["world_size"] == 2  # 2 x 60 steps
-
-
-@contextlib.contextmanager
-def one_process_threads():
-    """An in-process run of a config with threads = 1 sets torch's count: give the worker its own back."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def metrics(run: Path) -> list[float]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import stop_after, write_fake_cifar
+from .conftest import lesson_numbers, max_difference, stop_after, write_fake_cifar
 
 # Windows has no fork, and macOS's is unsafe once threads have started (torch's have)
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forks the test process: Linux only")
@@ -135,22 +135,6 @@ def forked(argv: list, where: Path, before: dict[int, Callable[[], None]] | None
     return [(p.exitcode, (where / f"rank{r}.out").read_text()) for r, p in enumerate(ranks)]
 
 
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "model.pt", weights_only=True)
-
-
-def max_difference(a: Path, b: Path) -> float:
-    wa, wb = weights(a), weights(b)
-    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
-
-
-def lesson_numbers(out: str) -> list[float]:
-    """Loss and accuracy values of the lesson's lines (and the test line)."""
-    lines = [line for line in out.splitlines() if line.startswith(("Epoch", "Test Loss"))]
-    lines = [line.rsplit(", Time", 1)[0].split(" (")[0] for line in lines]
-    return [float(part.split(": ")[1]) for line in lines for part in line.split(", ")]
-
-
 @pytest.fixture(scope="module")
 def pair(data_dir, tmp_path_factory) -> tuple[Path, list[tuple[int, str]]]:
     """Two forked ranks of batch 16 for 2 epochs, never interrupted; a validation split of 320 leaves
@@ -163,12 +147,8 @@ def pair(data_dir, tmp_path_factory) -> tuple[Path, list[tuple[int, str]]]:
 def test_two_forked_ranks_match_one_process_with_the_global_batch(data_dir, pair, tmp_path, capsys):
     from alexnet_cifar.cli import main
 
-    threads = torch.get_num_threads()
-    try:
-        args = ["--data-dir", data_dir, "--run-dir", tmp_path / "one", "--epochs", 2, "--batch-size", 32]
-        assert main([str(a) for a in ["train", *args, "--valid-split", 320, *COMMON]]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    args = ["--data-dir", data_dir, "--run-dir", tmp_path / "one", "--epochs", 2, "--batch-size", 32]
+    assert main([str(a) for a in ["train", *args, "--valid-split", 320, *COMMON]]) == 0  # threads: conftest restores
     one = capsys.readouterr().out
     run, [(code0, out0), (code1, out1)] = pair
     assert (code0, code1) == (0, 0), out0 + out1
@@ -252,14 +232,9 @@ def test_a_run_started_in_one_process_resumes_on_two_ranks_as_the_pair(data_dir,
 
     overrides = {"epochs": 2, "batch_size": 32, "lr": 0.01, "device": "cpu", "threads": 1, "valid_split": 320}
     run = RunDir.create(tmp_path / "run")
-    threads = torch.get_num_threads()
-    try:  # questions: 1 at start-up, 49 in epoch 0 (after every batch but the last), then epoch 1's
-        with pytest.raises(Interrupted, match="at epoch 1, batch 30;"):
-            fit(
-                resolve_config("seed", overrides), load_cifar10(data_dir), run, show_progress=False, stop=stop_after(80)
-            )
-    finally:
-        torch.set_num_threads(threads)
+    # questions: 1 at start-up, 49 in epoch 0 (after every batch but the last), then epoch 1's
+    with pytest.raises(Interrupted, match="at epoch 1, batch 30;"):
+        fit(resolve_config("seed", overrides), load_cifar10(data_dir), run, show_progress=False, stop=stop_after(80))
     resumed = forked(["train", "--resume", run.path, "--quiet"], tmp_path)
     assert [code for code, _ in resumed] == [0, 0], resumed
     assert "the run started on 1 processes: its global batch of 32 is kept (16 per process)" in resumed[0][1]

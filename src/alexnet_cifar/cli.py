@@ -757,7 +757,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a fault no check foresaw (torch.compile without a compiler, say): still one line
         if os.environ.get(DEBUG_ENV):
             raise
-        what = " ".join(str(exc).split())[:300] or "no message"
         if lost_a_peer(exc):  # not this rank's fault: the peer that failed first says why
             print(
                 f"{PROG}: error: another process of this torchrun job ended mid-run (the connection to it "
@@ -765,6 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+        what = " ".join(str(exc).split())[:300] or "no message"
         print(
             f"{PROG}: error: unexpected {type(exc).__name__}: {what}; rerun with {DEBUG_ENV}=1 for the "
             "traceback, and please report it",
