@@ -124,7 +124,8 @@ def test_a_budget_fixes_the_steps_and_lays_the_schedule_over_them(tmp_path, slow
     assert f"time budget 5 s: {steps:,} steps (2 epochs" in caplog.text
     (used,) = [m for m in caplog.messages if m.startswith("time budget 5 s: used ")]
     seconds, share = re.fullmatch(r"time budget 5 s: used ([\d.]+) s \((\d+)%\)", used).groups()
-    assert 0 < float(seconds) < 60 and int(share) == round(float(seconds) / 5 * 100)
+    # both are rounded (0.05 s of 5 s is 1%), so "0.54 s" prints as "0.5 s (11%)"
+    assert 0 < float(seconds) < 60 and abs(int(share) - float(seconds) / 5 * 100) <= 1.5
 
     # the same config with the steps written out trains the same batches to the same weights
     explicit = {k: cfg[k] for k in ("steps", "epochs", "warmup_epochs")}
