@@ -50,6 +50,55 @@ def test_bad_values_name_the_key_and_what_is_allowed(overrides, message):
         resolve_config("seed", overrides)
 
 
+# Each rule's whole message: the key, the value as written, what is allowed. "epochs" sets the
+# bound that warm-up and the frozen whitening are checked against.
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"test_batch_size": 0}, "test_batch_size = 0 is not allowed; use an integer >= 1"),
+        ({"lr": -0.1}, "lr = -0.1 is not allowed; use a finite number > 0"),
+        ({"momentum": 1.0}, "momentum = 1.0 is not allowed; use a number in [0, 1)"),
+        ({"label_smoothing": -0.1}, "label_smoothing = -0.1 is not allowed; use a number in [0, 1)"),
+        ({"weight_decay": -0.001}, "weight_decay = -0.001 is not allowed; use a number >= 0"),
+        ({"schedule": "step"}, "schedule = 'step' is not allowed; use one of constant, linear, cosine"),
+        ({"epochs": 4, "warmup_epochs": 4.5}, "warmup_epochs = 4.5 is not allowed; use a number in [0, epochs=4]"),
+        ({"final_lr": 1.5}, "final_lr = 1.5 is not allowed; use a fraction in [0, 1]"),
+        ({"ema": 1.0}, "ema = 1.0 is not allowed; use a decay in [0, 1), such as 0.999; 0 turns it off"),
+        ({"lookahead_every": -1}, "lookahead_every = -1 is not allowed; use an integer >= 0 such as 5; 0 = off"),
+        ({"lookahead_decay": 1.0}, "lookahead_decay = 1.0 is not allowed; use a decay in [0, 1), such as 0.77"),
+        ({"steps": -1}, "steps = -1 is not allowed; use an integer >= 0 (0 = epochs x batches per epoch)"),
+        ({"whiten_eps": 0.0}, "whiten_eps = 0.0 is not allowed; use a number > 0"),
+        (
+            {"epochs": 4, "whiten_freeze_epochs": 5.0},
+            "whiten_freeze_epochs = 5.0 is not allowed; use a number in [0, epochs=4]",
+        ),
+        ({"tta_shift": 9, "tta": True}, "tta_shift = 9 is not allowed; use an integer 0..8 (pixels)"),
+        ({"tta_shift": 2, "tta": False}, "tta_shift = 2 is not allowed; use 0 unless tta = true"),
+        ({"crop_padding": 17}, "crop_padding = 17 is not allowed; use an integer 0..16"),
+        ({"seed": -1}, "seed = -1 is not allowed; use an integer in [0, 4294967295]"),
+    ],
+)
+def test_each_rule_says_the_key_the_value_and_what_is_allowed(overrides, message):
+    with pytest.raises(UsageError) as caught:
+        resolve_config("seed", overrides)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "edge",
+    [
+        {"momentum": 0.999},
+        {"final_lr": 1.0},
+        {"final_lr": 0.0},
+        {"epochs": 4, "warmup_epochs": 4.0},
+        {"tta_shift": 8, "tta": True},
+    ],
+)
+def test_the_edges_of_each_range_are_allowed(edge):
+    cfg = resolve_config("seed", edge)
+    assert all(getattr(cfg, key) == value for key, value in edge.items())
+
+
 def test_unknown_recipe():
     with pytest.raises(UsageError, match="unknown recipe 'best-ever'.*seed"):
         resolve_config("best-ever")

@@ -30,6 +30,15 @@ def test_weight_decay_skips_biases():
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == 10
 
 
+def test_a_frozen_conv1_is_a_third_group_with_the_same_weight_decay():
+    cfg = resolve_config("seed", {"weight_decay": 5e-4, "momentum": 0.9, "whiten_freeze_epochs": 2.0})
+    model = AlexNet()
+    decay, no_decay, frozen = build_optimizer(cfg, model).param_groups
+    assert frozen["params"] == [model.conv1[0].weight] and frozen["weight_decay"] == 5e-4
+    assert all(p is not model.conv1[0].weight for p in decay["params"]) and len(decay["params"]) == 4
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 5
+
+
 def test_a_resume_puts_back_the_global_generators_the_checkpoint_holds(fake_root, tmp_path):
     """numpy's and Python's global generators continue from the checkpoint, whatever the resuming
     process did before (torch's is reseeded by the model's initialisation, so see the next test)."""
