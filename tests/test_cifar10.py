@@ -1,13 +1,25 @@
+import hashlib
 import inspect
+import io
 import os
 import pickle
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from alexnet_cifar.data.cifar10 import CLASSES, load_cifar10, missing_files, read_batch, resolve_data_dir
+from alexnet_cifar.data.cifar10 import (
+    CLASSES,
+    file_digest,
+    fix_hint,
+    load_cifar10,
+    missing_files,
+    read_batch,
+    resolve_data_dir,
+)
 from alexnet_cifar.errors import DataError
 
 from .conftest import write_fake_cifar
@@ -21,7 +33,7 @@ def test_loads_fake_copy_with_str_or_bytes_keys(tmp_path, bytes_keys):
     assert data.test.images.shape == (30, 3, 32, 32)
     assert data.train.labels.dtype == torch.int64 and len(data.train.labels) == 100
     assert data.classes == CLASSES
-    assert not data.official
+    assert data.official is False
 
 
 def test_pixel_layout_is_channel_major_row_major(fake_root):
@@ -58,10 +70,22 @@ def test_data_folder_may_be_the_batch_folder_itself(fake_root):
 def test_missing_folder_and_missing_file(tmp_path, fake_root):
     with pytest.raises(DataError, match="does not exist"):
         load_cifar10(tmp_path / "nowhere")
-    os.remove(fake_root / "cifar-10-batches-py" / "data_batch_3")
+    folder = fake_root / "cifar-10-batches-py"
+    os.remove(folder / "data_batch_3")
     assert missing_files(fake_root) == ["data_batch_3"]
-    with pytest.raises(DataError, match="missing.*data_batch_3.*download"):
+    with pytest.raises(DataError) as info:
         load_cifar10(fake_root)
+    assert str(info.value) == f"CIFAR-10 files missing under {folder}: data_batch_3; {fix_hint(fake_root)}"
+
+
+def test_an_empty_data_folder_is_told_where_the_files_belong(tmp_path):
+    with pytest.raises(DataError, match=f"missing under {tmp_path / 'cifar-10-batches-py'}: data_batch_1, "):
+        load_cifar10(tmp_path)
+
+
+def test_the_batch_folder_wins_over_a_stray_test_batch_beside_it(fake_root):
+    (fake_root / "test_batch").write_bytes(b"a stray copy, not CIFAR-10")
+    assert len(load_cifar10(fake_root).test) == 30
 
 
 def _corrupt(path: Path, content: bytes) -> None:
@@ -76,8 +100,20 @@ def _corrupt(path: Path, content: bytes) -> None:
         (lambda raw: b"\x00garbage" * 100, "corrupt"),
         (lambda raw: b"", "truncated"),
         (lambda raw: pickle.dumps([1, 2, 3]), "holds a list"),
-        (lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "fine_labels": [0] * 4}), "CIFAR-100"),
-        (lambda raw: pickle.dumps({"data": np.zeros((4, 100), np.uint8), "labels": [0] * 4}), "rows of 3072"),
+        (
+            lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "fine_labels": [0] * 4}),
+            r"has keys \['data', 'fine_labels'\], not CIFAR-10's 'data' and 'labels'"
+            r" \(it looks like CIFAR-100\); delete",
+        ),
+        (
+            lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "label": [0] * 4}),
+            r"has keys \['data', 'label'\], not CIFAR-10's 'data' and 'labels'; delete",
+        ),
+        (
+            lambda raw: pickle.dumps({"data": np.zeros((4, 100), np.uint8), "labels": [0] * 4}),
+            r"'data' must be uint8 rows of 3072 values, got \(4, 100\); delete",
+        ),
+        (lambda raw: pickle.dumps({"data": [[0] * 3072], "labels": [0]}), r"got None; delete"),
         (lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.float32), "labels": [0] * 4}), "uint8"),
         (lambda raw: pickle.dumps({"data": np.zeros((4, 3072), np.uint8), "labels": [0] * 3}), "3 labels for 4"),
         (lambda raw: pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), "labels must be 0-9"),
@@ -100,9 +136,58 @@ def test_pickle_that_would_run_code_is_refused(fake_root, tmp_path):
 
     path = fake_root / "cifar-10-batches-py" / "test_batch"
     _corrupt(path, pickle.dumps({"data": Evil(), "labels": []}))
-    with pytest.raises(DataError, match="test_batch"):
+    with pytest.raises(DataError, match=r"test_batch is corrupt \(UnpicklingError: unexpected object \w+\.system\)"):
         read_batch(path)
     assert not marker.exists()
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2's str (BINSTRING), and numpy under its old module name, as the
+    official CIFAR-10 files (pickled by Python 2) hold them."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_str2(self, obj: bytes) -> None:
+        self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_str2
+
+
+def _python2_pickle(obj: object) -> bytes:
+    out = io.BytesIO()
+    _Python2Pickler(out, protocol=2).dump(obj)
+    return out.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+
+
+def test_a_python2_pickle_like_the_official_files_loads_quietly(fake_root):
+    """Python 2's str holds the keys and the raw pixels: they read as latin-1 (every byte value),
+    and numpy's old module name is allowed without its deprecation warning."""
+    path = fake_root / "cifar-10-batches-py" / "data_batch_1"
+    data = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)  # bytes 0..255
+    _corrupt(path, _python2_pickle({b"batch_label": b"training batch 1 of 5", b"labels": [3, 9], b"data": data}))
+    assert (
+        b"numpy.core.multiarray" in path.read_bytes()
+        and pickle.BINSTRING + struct.pack("<i", 4) + b"data" in path.read_bytes()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows, labels = read_batch(path)
+    assert np.array_equal(rows, data) and labels.tolist() == [3, 9]
+
+
+def test_a_class_list_of_nine_names_is_refused(fake_root):
+    meta = fake_root / "cifar-10-batches-py" / "batches.meta"
+    _corrupt(meta, pickle.dumps({"label_names": list(CLASSES[:9]), "num_vis": 3072}))
+    with pytest.raises(DataError, match="'label_names' must list 10 class names, got \\['airplane'"):
+        load_cifar10(fake_root)
+
+
+def test_file_digest_is_md5_unless_asked_and_reads_in_chunks(tmp_path):
+    path = tmp_path / "blob"
+    path.write_bytes(bytes(range(256)) * 1000)
+    assert file_digest(path) == hashlib.md5(path.read_bytes()).hexdigest()
+    assert file_digest(path, "sha256", chunk=1000) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_data_dir_resolution(monkeypatch, tmp_path):

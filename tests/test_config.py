@@ -76,6 +76,22 @@ def test_bad_values_name_the_key_and_what_is_allowed(overrides, message):
         ({"tta_shift": 2, "tta": False}, "tta_shift = 2 is not allowed; use 0 unless tta = true"),
         ({"crop_padding": 17}, "crop_padding = 17 is not allowed; use an integer 0..16"),
         ({"seed": -1}, "seed = -1 is not allowed; use an integer in [0, 4294967295]"),
+        (
+            {"time_budget": 2_592_001.0},
+            "time_budget = 2592001.0 is not allowed; use a number of seconds in [0, 2592000]"
+            " (the flag takes 90s, 5m or 1h); 0 = off",
+        ),
+        ({"alternate_flip": True}, "alternate_flip = True is not allowed; use true only with flip = true"),
+        ({"nesterov": True, "momentum": 0.0}, "nesterov = True is not allowed; use true only with momentum > 0"),
+        (
+            {"valid_split": 25_010},
+            (
+                "valid_split = 25010 is not allowed; use a multiple of 10 (one tenth per class) in [0, 25000],"
+                " such as 5000; 0 = no split"
+            ),
+        ),
+        ({"threads": 1025}, "threads = 1025 is not allowed; use an integer in [0, 1024] (0 = torch's default)"),
+        ({"device": "tpu"}, "device = 'tpu' is not allowed; use one of auto, cpu, cuda, mps"),
     ],
 )
 def test_each_rule_says_the_key_the_value_and_what_is_allowed(overrides, message):
@@ -92,11 +108,21 @@ def test_each_rule_says_the_key_the_value_and_what_is_allowed(overrides, message
         {"final_lr": 0.0},
         {"epochs": 4, "warmup_epochs": 4.0},
         {"tta_shift": 8, "tta": True},
+        {"lookahead_decay": 0.0, "lookahead_every": 5},
+        {"time_budget": 2_592_000.0},
+        {"crop_padding": 16},
+        {"valid_split": 25_000},
+        {"seed": 2**32 - 1},
+        {"threads": 1024},
     ],
 )
 def test_the_edges_of_each_range_are_allowed(edge):
     cfg = resolve_config("seed", edge)
     assert all(getattr(cfg, key) == value for key, value in edge.items())
+
+
+def test_the_default_recipe_is_the_lessons():
+    assert resolve_config() == resolve_config("seed") == RECIPES["seed"]
 
 
 def test_unknown_recipe():

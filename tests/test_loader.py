@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alexnet_cifar.data.loader import Augment, DeviceLoader, Sampling, random_crop
+from alexnet_cifar.data.loader import Augment, DeviceLoader, Sampling, Shard, random_crop
 
 
 def split(n: int = 100):
@@ -108,15 +108,75 @@ def test_rejects_float_images():
         DeviceLoader(torch.zeros(4, 3, 32, 32), torch.zeros(4), 2)
 
 
-def test_batches_stay_on_the_loaders_device():
+def test_rejects_labels_that_do_not_match_the_images():
+    with pytest.raises(ValueError, match=r"N labels, got \(4, 3, 32, 32\)"):
+        DeviceLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(3), 2)
+
+
+def test_batches_are_plainly_contiguous_unless_channels_last_is_asked():
+    x, _ = next(iter(DeviceLoader(*split(8), 4)))
+    assert x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_rank_whose_share_of_the_last_global_batch_is_empty_yields_nothing():
+    """10 images in global batches of 3 x 5: rank 2's slice starts at image 10, past the end."""
+    images, labels = split(10)
+    ranks = [DeviceLoader(images, labels, 5, shard=Shard(rank=r, world_size=3)) for r in range(3)]
+    assert [len(r) for r in ranks] == [1, 1, 1]
+    assert [[ids(x) for x, _ in r] for r in ranks] == [[[0, 1, 2, 3, 4]], [[5, 6, 7, 8, 9]], []]
+
+
+def documented_plan(n: int, seed: int, epoch: int, augment: Augment):
+    """The draws the loader documents, made here independently: one CPU generator keyed by
+    seed * 1_000_003 + epoch gives the order, then the crop offsets in 0..2*padding, then the flips;
+    alternating flips come per image from the key seed * 1_000_003 - 1, inverted in odd epochs.
+    Fixed draws are what lets a published command reproduce its numbers on a later version."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=gen)
+    padding = augment.crop_padding
+    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=gen) if padding else None
+    flips = torch.rand(n, generator=gen) < 0.5 if augment.flip else None
+    if augment.alternate_flip:
+        per_image = torch.rand(n, generator=torch.Generator().manual_seed(seed * 1_000_003 - 1)) < 0.5
+        flips = (per_image ^ bool(epoch % 2))[order]
+    return order, shifts, flips
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [Augment(0, True), Augment(1, True), Augment(4, False), Augment(4, True), Augment(2, True, alternate_flip=True)],
+)
+def test_the_epoch_plan_is_the_documented_draws(augment):
+    n, seed, epoch = 600, 5, 3
+    loader = DeviceLoader(*split(n), 10, sampling=Sampling(True, seed, augment))
+    loader.set_epoch(epoch)
+    plan, (order, shifts, flips) = loader.plan(), documented_plan(n, seed, epoch, augment)
+    assert torch.equal(plan.order, order)
+    assert (plan.shifts is None) == (shifts is None) and (plan.flips is None) == (flips is None)
+    if shifts is not None:
+        assert torch.equal(plan.shifts, shifts)
+        assert set(plan.shifts.flatten().tolist()) == set(range(2 * augment.crop_padding + 1))  # both edges
+    if flips is not None:
+        assert torch.equal(plan.flips, flips)
+
+
+def test_alternate_flip_without_flip_flips_nothing():
+    loader = DeviceLoader(*split(20), 10, sampling=Sampling(True, 0, Augment(alternate_flip=True)))
+    assert loader.plan().flips is None
+
+
+@pytest.mark.parametrize("alternate", [False, True])
+def test_batches_stay_on_the_loaders_device(alternate):
     """The meta device stands in for a GPU: a CPU tensor mixed into the arithmetic fails on it."""
     images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
-    sampling = Sampling(shuffle=True, augment=Augment(crop_padding=4, flip=True))
+    sampling = Sampling(shuffle=True, augment=Augment(crop_padding=4, flip=True, alternate_flip=alternate))
     loader = DeviceLoader(images, torch.arange(10), 4, sampling=sampling, device="meta")
     batches = list(loader)
     assert [len(y) for _, y in batches] == [4, 4, 2]
     assert all(x.device.type == y.device.type == "meta" and x.shape[1:] == (3, 32, 32) for x, y in batches)
     assert all(x.dtype == torch.float32 for x, _ in batches)
+    plan = loader.plan()  # drawn on the CPU (the same on every device), then kept where the images are
+    assert {t.device.type for t in (plan.order, plan.shifts, plan.flips)} == {"meta"}
 
 
 def test_alternating_flip_shows_each_image_both_ways_every_two_epochs():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,9 +125,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
-        with warnings.catch_warnings():  # numpy 2 warns about the numpy.core alias
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return super().find_class(module, name)
+        return super().find_class(module, name)  # numpy 2 keeps these old names quiet, for old pickles
 
 
 def read_pickle(path: Path) -> dict[str, object]:
