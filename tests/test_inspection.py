@@ -30,14 +30,15 @@ def quadrant_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def quadrant_model():
-    """AlexNet trained a little on quadrant images (about 60% right on new ones; chance is 10%)."""
+    """AlexNet trained a little on quadrant images (70% right on new ones or more; chance is 10%).
+    lr 0.02: at 0.05 one seed in eight diverged, depending on the number of threads (1 under xdist)."""
     images, labels = quadrant_images(640, seed=0)
     x = normalize(images)
     torch.manual_seed(0)
     model = AlexNet()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     order = torch.Generator().manual_seed(0)
-    for _ in range(6):
+    for _ in range(8):
         for batch in torch.randperm(640, generator=order).split(64):
             loss = torch.nn.functional.cross_entropy(model(x[batch]), labels[batch])
             optimizer.zero_grad()
