@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from alexnet_cifar.artifacts.run_dir import RunDir
+from alexnet_cifar.artifacts.run_dir import RunDir, cpu_name
 from alexnet_cifar.config import resolve_config
 from alexnet_cifar.data.cifar10 import load_cifar10, resolve_data_dir
 from alexnet_cifar.training.loop import fit
@@ -93,8 +92,7 @@ def machine() -> str:
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}"
+    return f"{os.cpu_count()} CPU cores ({cpu_name()}), torch {torch.__version__}"  # the model: speed differs by it
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -169,12 +167,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
     frontier = [s for s in read_summaries() if s["variant"] in PLOTTED]
     for variant, pts in points(frontier).items():
         x, y, err = [p[0] / 60 for p in pts], [100 * p[1] for p in pts], [100 * p[2] for p in pts]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{variant} (3-5 seeds a point)")
+        seeds = sorted({p[3] for p in pts})
+        counts = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{variant} ({counts} seeds a point)")
     for (wall, acc), day in other_days(frontier).items():
         where = {"textcoords": "offset points", "xytext": (-40, -18), "fontsize": 7}
         ax.annotate(f"measured {day}", (wall / 60, 100 * acc), **where)
     for label, wall, acc, sd in REFERENCES:
         ax.errorbar([wall / 60], [100 * acc], yerr=[100 * sd], marker="s", mfc="none", capsize=3, ls="", label=label)
+    days = sorted({s["date"] for s in frontier})
+    marked = set(other_days(frontier).values())
+    usual = [d for d in days if d not in marked]
+    if usual:  # the processor, and with it the speed, differs by day: docs/RESULTS.md
+        ax.set_title(f"points without a date: measured {usual[0]}", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("wall time on 2 CPU cores (minutes, log scale)")
     ax.set_ylabel("test accuracy (%): mean of seeds, bar = sd")
