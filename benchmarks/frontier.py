@@ -137,13 +137,19 @@ def points(summaries: list[dict]) -> dict[str, list[tuple[float, float, float, i
 PLOTTED = ("seed", "fast", "fast-plain", "best")  # the recipes; other variants are comparisons, in the tables
 
 
-def other_days(summaries: list[dict]) -> dict[tuple[float, float], str]:
-    """(mean wall s, mean test acc) -> date, for the points not measured on the day most points were:
-    wall time depends on the day's machine (this shared one ran twice as fast on some days)."""
-    import statistics
+def usual_day(summaries: list[dict]) -> str:
+    """The day most runs were measured on ("" without runs)."""
     from collections import Counter
 
-    usual = Counter(s["date"] for s in summaries).most_common(1)[0][0] if summaries else ""
+    return Counter(s["date"] for s in summaries).most_common(1)[0][0] if summaries else ""
+
+
+def other_days(summaries: list[dict]) -> dict[tuple[float, float], str]:
+    """(mean wall s, mean test acc) -> date, for the points not measured on the usual day: wall time
+    depends on the day's machine (this shared one ran twice as fast on some days)."""
+    import statistics
+
+    usual = usual_day(summaries)
     return {
         (statistics.mean(r["wall_s"] for r in runs), statistics.mean(r["test_acc"] for r in runs)): runs[0]["date"]
         for runs in groups(summaries).values()
@@ -175,11 +181,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         ax.annotate(f"measured {day}", (wall / 60, 100 * acc), **where)
     for label, wall, acc, sd in REFERENCES:
         ax.errorbar([wall / 60], [100 * acc], yerr=[100 * sd], marker="s", mfc="none", capsize=3, ls="", label=label)
-    days = sorted({s["date"] for s in frontier})
-    marked = set(other_days(frontier).values())
-    usual = [d for d in days if d not in marked]
-    if usual:  # the processor, and with it the speed, differs by day: docs/RESULTS.md
-        ax.set_title(f"points without a date: measured {usual[0]}", fontsize=8)
+    if frontier:  # the processor, and with it the speed, differs by day: docs/RESULTS.md
+        ax.set_title(f"points without a date: measured {usual_day(frontier)}", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("wall time on 2 CPU cores (minutes, log scale)")
     ax.set_ylabel("test accuracy (%): mean of seeds, bar = sd")

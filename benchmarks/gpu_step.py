@@ -26,11 +26,9 @@ N = 50_000  # images in an epoch (CIFAR-10's training set)
 Step = Callable[[int], None]
 
 
-def make(device: torch.device, channels_last: bool = False) -> tuple[AlexNet, torch.optim.Optimizer]:
+def make(device: torch.device) -> tuple[AlexNet, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = AlexNet().to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, foreach=True)
     return model, opt
 
