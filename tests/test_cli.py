@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+import alexnet_cifar.cli as command
 from alexnet_cifar.cli import main, positive_float, positive_int, shift_pixels, thread_count
 from alexnet_cifar.model import AlexNet
 
@@ -166,3 +167,27 @@ def test_help_answers_without_importing_torch():
     code += "assert 'torch' not in sys.modules, 'torch was imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_the_command_exits_with_mains_code_and_a_torchrun_worker_skips_teardown(world_size, monkeypatch, capsys):
+    """A torchrun worker leaves through os._exit after flushing (gloo's threads can abort a finalizing
+    interpreter); a single process exits as usual, through SystemExit."""
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.setattr(command, "main", lambda: print("said before leaving", end="") or 3)
+    exits: list[int] = []
+
+    def fake_exit(code: int):
+        exits.append(code)
+        raise SystemExit("os._exit")
+
+    monkeypatch.setattr(command.os, "_exit", fake_exit)
+    flushed = []
+    monkeypatch.setattr(command.logging, "shutdown", lambda: flushed.append(True))
+    with pytest.raises(SystemExit) as leave:
+        command.run()
+    if world_size == "2":
+        assert exits == [3] and flushed == [True] and leave.value.code == "os._exit"
+    else:
+        assert exits == [] and flushed == [] and leave.value.code == 3
+    assert capsys.readouterr().out == "said before leaving"
