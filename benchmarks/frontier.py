@@ -38,6 +38,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "fast-plain": ("fast", {"whiten": False}),  # fast before whitening
     "best": ("best", {}),
     "fast-lookahead": ("fast", {"lookahead_every": 5}),  # airbench's k; decay 0.95^5 warmed up as (t/T)^3
+    "best-lookahead": ("best", {"lookahead_every": 5}),  # the same on best's 60 epochs
 }
 
 
