@@ -211,22 +211,18 @@ def test_time_budget_values():
 
 
 @pytest.mark.parametrize(
-    ("batch", "budget_s", "tick", "steps_run", "busy"),
+    ("batch", "tick", "steps_run", "busy"),
     [
-        (4, 0, 2.0, 55, 30),  # 15 untimed, then the least timed: 40 in 4 blocks
-        (4, 21_000, 2.0, 120, 30),  # 1% of 21,000 s at 2 s a step: 105 timed, the last block of 5
-        (4, 5_000, 0.5, 115, 30),  # 1% of 5,000 s at half a second a step: 100 timed
-        (64, 0, 2.0, 10, 9),  # an epoch of 10 batches: 9 untimed (the busy one among them), 1 timed
+        (4, 2.0, 55, 30),  # 15 untimed, then 40 timed in 4 blocks; the busy step in the second
+        (4, 0.5, 55, 10),  # half a second a step; the busy step before the timing starts
+        (64, 2.0, 10, 9),  # an epoch of 10 batches: 9 untimed (the busy one among them), 1 timed
     ],
 )
-def test_measure_divides_the_timed_time_by_the_timed_steps(
-    tmp_path, monkeypatch, batch, budget_s, tick, steps_run, busy
-):
+def test_measure_divides_the_timed_time_by_the_timed_steps(tmp_path, monkeypatch, batch, tick, steps_run, busy):
     """A clock that moves `tick` seconds per optimizer step and stands still otherwise: `tick`
     seconds a step, even when one step meets a busy machine (a minute, at step `busy`), which the
-    median of 10-step blocks ignores, or which comes before the timing starts. A longer budget
-    times more steps (about 1% of it). The steps go on through the epoch, as the run's will: each
-    block starts where the one before ended."""
+    median of 10-step blocks ignores, or which comes before the timing starts. The steps go on
+    through the epoch, as the run's will: each block starts where the one before ended."""
     from alexnet_cifar.data.cifar10 import load_cifar10
     from alexnet_cifar.device import choose_policy
     from alexnet_cifar.training.ranks import DistInfo
@@ -248,7 +244,7 @@ def test_measure_divides_the_timed_time_by_the_timed_steps(
     monkeypatch.setattr(Trainer, "step", step)
     monkeypatch.setattr(budget, "train_one_epoch", epoch)
     data = load_cifar10(write_fake_cifar(tmp_path / "data", per_batch=128, n_test=20))
-    overrides = {"batch_size": batch, "device": "cpu", "time_budget": budget_s, "whiten": True}  # measured unwhitened
+    overrides = {"batch_size": batch, "device": "cpu", "time_budget": 600.0, "whiten": True}  # measured unwhitened
     cfg = resolve_config("seed", overrides)
     cpu = torch.device("cpu")
     train, valid = make_loaders(cfg, data, cpu)
@@ -334,7 +330,150 @@ def test_the_plan_says_what_was_measured_in_its_units():
 
     cfg = resolve_config("fast", {"time_budget": 90, "steps": 1234, "epochs": 3, "warmup_epochs": 0.25})
     speed = Speed(step=0.1, evaluation=1.5, test=2.0, checkpoint=0.125)
-    assert budget_plan(cfg, speed) == (
-        f"time budget 90 s: 1,234 steps (3 epochs, the last one maybe partial) at 100.0 ms per step and "
-        f"{1.5 + budget.FILES_PER_EPOCH * 0.125:.2f} s per evaluation and its files, measured now; warm-up 0.25 epochs"
+    assert budget_plan(cfg, speed, "measured at start-up") == (
+        f"time budget 90 s: 1,234 steps (3 epochs, the last one maybe partial) at 100.0 ms per step (measured at "
+        f"start-up) and {1.5 + budget.FILES_PER_EPOCH * 0.125:.2f} s per evaluation and its files; warm-up 0.25 epochs"
     )
+
+
+@pytest.mark.parametrize(
+    ("steps", "steps_per_epoch", "at"),
+    [
+        (17_042, 704, 704),  # best in 5 minutes: its first epoch, a 25th of the run
+        (1_700, 560, 425),  # fast in 25 s: a quarter of the run comes before the first epoch ends
+        (220, 1_000, 55),  # a quarter of 220 leaves the least that is timed: 40 after 15 untimed
+        (216, 1_000, 0),  # a quarter of 216 (54) would time 39: the first plan stays
+        (1_000, 50, 0),  # an epoch of 50 steps is too short to time 40 after 15
+    ],
+)
+def test_the_run_plans_again_after_a_quarter_of_its_steps_or_its_first_epoch(steps, steps_per_epoch, at):
+    assert budget.replan_step(steps, steps_per_epoch) == at
+
+
+def test_replan_fits_the_rest_before_the_deadline_paying_for_the_steps_done(monkeypatch):
+    """100 s left at 0.5 s a step, 20 steps of a 40-step epoch done before its evaluation: 97 s
+    planned buy the test pass (2 s) and 5 evaluations (5 s) and 180 steps more: 200 in all."""
+    asked = resolve_config("best", {"time_budget": 300.0})  # 60 epochs, 1 of warm-up
+    plan = budget.Plan(asked, Speed(step=1.0, evaluation=1.0, test=2.0), deadline=200.0)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(budget, "clock", lambda: 100.0)
+    cfg, speed = budget.replan(plan, 0.5, 20, 40, cpu)
+    assert (cfg.steps, cfg.epochs, speed) == (200, 5, Speed(step=0.5, evaluation=1.0, test=2.0))
+    assert cfg.warmup_epochs == pytest.approx(5 / 60) and cfg.time_budget == 300.0
+    left = 100.0 * budget.PLANNED_SHARE
+    assert cost(200, speed, 40) - 20 * 0.5 <= left < cost(201, speed, 40) - 20 * 0.5
+    monkeypatch.setattr(budget, "clock", lambda: 250.0)  # past the deadline: the steps done are the run
+    assert budget.replan(plan, 0.5, 20, 40, cpu)[0].steps == 20
+
+
+def test_reschedule_lays_the_new_schedule_from_the_step_reached():
+    from alexnet_cifar.training.schedule import lr_factor
+    from alexnet_cifar.training.trainer import build_trainer
+
+    first = stretch(resolve_config("best", {"lookahead_every": 5}), 300, 100)  # 60 epochs, 1 of warm-up
+    trainer = build_trainer(first, torch.device("cpu"), 100)
+    for _ in range(7):
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    final = stretch(resolve_config("best", {"lookahead_every": 5}), 900, 100)
+    trainer.reschedule(final, 100)
+    warmup = round(final.warmup_epochs * 100)  # 1 of 60 epochs, stretched over 9: 15 steps
+    assert trainer.scheduler.last_epoch == 7 and trainer.lookahead.total == 900
+    for step in (7, 8):
+        want = final.lr * lr_factor(step, 900, warmup, "linear", 0.0)
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([want, want])
+        assert want != pytest.approx(first.lr * lr_factor(step, 300, round(first.warmup_epochs * 100), "linear", 0.0))
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert trainer.scheduler.state_dict()["base_lrs"] == [final.lr, final.lr]  # the peak, not the lr reached
+
+
+@pytest.fixture
+def half_second_steps(monkeypatch):
+    """A clock that moves half a second per optimizer step and stands still otherwise, and a start-up
+    measurement of 1 s a step: the run's own steps show the first plan to be twice too slow."""
+    from alexnet_cifar.training.trainer import Trainer
+
+    now, real_step = [0.0], Trainer.step
+
+    def step(self, loss):
+        now[0] += 0.5
+        real_step(self, loss)
+
+    monkeypatch.setattr(budget, "clock", lambda: now[0])
+    monkeypatch.setattr(Trainer, "step", step)
+    monkeypatch.setattr(budget, "measure", lambda *a, **k: Speed(step=1.0, evaluation=0.0, test=0.0))
+    return now
+
+
+BUDGET_RUN = {"batch_size": 2, "time_budget": 400.0, "threads": 1, "schedule": "linear", "warmup_epochs": 1.0}
+
+
+def test_a_budget_run_plans_again_from_its_own_steps_and_ends_on_time(tmp_path, half_second_steps, caplog):
+    """200 images in batches of 2: 100 steps an epoch. The first plan: 0.97 x 400 s at 1 s a step =
+    388 steps; after 97 (a quarter), the run has timed 82 at 0.5 s: the 351.5 s left (x 0.97) buy
+    681 more, 778 in all, laid over 8 epochs, and the run uses 97% of its budget, not 49%."""
+    from alexnet_cifar.training.schedule import lr_factor
+
+    with caplog.at_level("INFO", logger="alexnet_cifar"):
+        history, run = tiny_fit(tmp_path, **BUDGET_RUN)
+    cfg = json.loads((run.path / "config.json").read_text())["config"]
+    assert (cfg["steps"], cfg["epochs"], len(history)) == (778, 8, 8)
+    assert cfg["warmup_epochs"] == pytest.approx(7.78 / 2)  # 1 of the recipe's 2 epochs, stretched
+    assert torch.load(run.last, weights_only=False)["progress"]["step"] == 778
+    assert "time budget 400 s: 388 steps (4 epochs" in caplog.text
+    assert (
+        "time budget 400 s: 778 steps (8 epochs, the last one maybe partial) at 500.0 ms per step (timed on "
+        "this run's steps 15-97: the plan is fixed)" in caplog.text
+    )
+    assert "time budget 400 s: used 389.0 s (97%)" in caplog.messages
+    warmup = round(cfg["warmup_epochs"] * 100)
+    for row in rows(run):  # each epoch's last lr, from the final schedule (the first epoch's too)
+        step = min(778, (int(row["epoch"]) + 1) * 100)
+        assert float(row["lr"]) == pytest.approx(0.02 * lr_factor(step, 778, warmup, "linear", 0.0), abs=1e-12)
+
+
+def test_a_budget_run_stopped_after_its_new_plan_resumes_to_the_unbroken_runs_weights(
+    tmp_path, half_second_steps, monkeypatch
+):
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training.loop import fit
+    from alexnet_cifar.training.resume import open_resume
+
+    _, whole = tiny_fit(tmp_path, "whole", **BUDGET_RUN)
+    half_second_steps[0] = 0.0
+    data = load_cifar10(tmp_path / "data")
+    run = RunDir.create(tmp_path / "cut")
+    cfg = resolve_config("seed", {"epochs": 2, "lr": 0.02, "device": "cpu", **BUDGET_RUN})
+    with pytest.raises(Interrupted):
+        fit(cfg, data, run, show_progress=False, stop=stop_after(250))  # epoch 2, after the new plan
+    monkeypatch.setattr(budget, "plan", lambda *a, **k: pytest.fail("a resume planned again"))
+    monkeypatch.setattr(budget, "replan", lambda *a, **k: pytest.fail("a resume planned again"))
+    resume = open_resume(run.path, {})
+    assert resume.config.steps == 778 and resume.state["progress"]["step"] > 97  # stopped after the new plan
+    fit(resume.config, data, resume.run, resume=resume.state, show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(run_weights(whole), run_weights(run), strict=True))
+
+
+def test_a_budget_run_stopped_before_its_new_plan_keeps_the_first(tmp_path, half_second_steps, monkeypatch):
+    """A stop among the timed steps: nothing is planned again, and the checkpoint, config.json and
+    the resume all hold the first plan's 388 steps."""
+    from alexnet_cifar.artifacts.run_dir import RunDir
+    from alexnet_cifar.data.cifar10 import load_cifar10
+    from alexnet_cifar.errors import Interrupted
+    from alexnet_cifar.training.loop import fit
+    from alexnet_cifar.training.resume import open_resume
+
+    data_root = write_fake_cifar(tmp_path / "data", per_batch=40, n_test=40)
+    run = RunDir.create(tmp_path / "cut")
+    cfg = resolve_config("seed", {"epochs": 2, "lr": 0.02, "device": "cpu", **BUDGET_RUN})
+    with pytest.raises(Interrupted):
+        fit(cfg, load_cifar10(data_root), run, show_progress=False, stop=stop_after(50))
+    assert json.loads((run.path / "config.json").read_text())["config"]["steps"] == 388
+    assert torch.load(run.last, weights_only=False)["config"]["steps"] == 388
+    monkeypatch.setattr(budget, "replan", lambda *a, **k: pytest.fail("a resume planned again"))
+    resume = open_resume(run.path, {})
+    history = fit(resume.config, load_cifar10(data_root), resume.run, resume=resume.state, show_progress=False)
+    assert resume.config.steps == 388 and len(history) == 4

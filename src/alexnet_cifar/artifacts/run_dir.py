@@ -249,7 +249,8 @@ class RunDir:
         self.write_metrics([*self.history(), record])
         self._tensorboard(record)
 
-    # config.json: one writer, which keeps the first start's fields and records each resume
+    # config.json: written at each start (the first start's fields kept, each resume recorded), and
+    # once more when a time budget fixes its steps from the run's own speed
 
     def write_config(self, config: dict[str, Any], device: torch.device, facts: dict[str, Any] | None = None) -> None:
         """`facts`: what the run adds about this start (world_size, data_folder, the device policy)."""
@@ -276,6 +277,14 @@ class RunDir:
             resume = {k: env.get(k) for k in keys}
             resumes = first.get("resumes") if isinstance(first.get("resumes"), list) else []
             info = {**first, "config": config, "resumes": [*resumes, resume]}
+        self._write_info(info)
+
+    def update_config(self, config: dict[str, Any]) -> None:
+        """config.json with the config replaced and the rest as it was: a time budget's steps, fixed
+        again before anything was saved from the first plan."""
+        self._write_info({**self.read_info(), "config": config})
+
+    def _write_info(self, info: dict[str, Any]) -> None:
         with atomic_write(self.config, "w") as f:
             json.dump(info, f, indent=2)
             f.write("\n")

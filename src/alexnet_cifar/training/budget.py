@@ -2,12 +2,14 @@
 
     alexnet-cifar train --recipe best --time-budget 5m
 
-At start-up the run times steps (about 1% of the budget, the median of 10-step blocks) and a few
-evaluation batches on a throwaway model (same config, same device, the epoch's first batches), then
-fixes `steps` once: training, each epoch's evaluation and files, and the final test pass end within
-the budget. The recipe's schedule (warm-up, decay to
-zero) is stretched over those steps. The resolved config is saved with the run, so a resume trains
-the same steps and never measures again.
+At start-up the run times a few steps (the median of 10-step blocks) and evaluation batches on a
+throwaway model (same config, same device, the epoch's first batches), and plans its steps from them:
+training, each epoch's evaluation and files, and the final test pass end within the budget, with the
+recipe's schedule (warm-up, decay to zero) stretched over those steps. That short measurement is
+often 5-10% off on a shared machine, so the run times its own first steps too (a quarter of the plan,
+or its first epoch if sooner: hundreds of steps, at no cost) and plans again from them, once, before
+anything is saved. The schedule is laid anew over the new count from the step it has reached. The
+resolved config is saved with the run, so a resume trains the same steps and never measures again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import math
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter as clock
@@ -31,15 +34,15 @@ from ..device import DevicePolicy, sync
 from ..errors import UserError
 from ..inference.evaluate import evaluate
 from . import distributed
-from .epoch import Check, agreed_check, train_one_epoch
+from .epoch import Check, EpochResult, Outcome, agreed_check, train_one_epoch
 from .ranks import DistInfo
 from .trainer import Trainer, build_trainer, make_loaders
 
 UNTIMED_STEPS = 15  # the first steps pay for allocations and kernel choice (and compilation, if on)
-TIMED_STEPS = 40  # at least: about a second of a CPU's training
-MAX_TIMED_STEPS = 400
+TIMED_STEPS = 40  # timed on the throwaway model (about half a second of a CPU's training), and at least
+# as many of the run's own before it plans again
 BLOCK_STEPS = 10  # steps per timed block
-MEASURED_SHARE = 0.01  # of the budget spent timing steps, between TIMED_STEPS and MAX_TIMED_STEPS
+REPLAN_SHARE = 0.25  # of the first plan's steps, at most its first epoch: the run's own steps timed
 TIMED_EVAL_BATCHES = 3
 FILES_PER_EPOCH = 3  # last.pt, best.pt and kernels.pt, each about a checkpoint's cost
 PLANNED_SHARE = 0.97  # of the seconds left; checkpoints, logging and timing noise take the rest
@@ -121,6 +124,50 @@ def plan(
     return stretch(cfg, steps, len(train)), speed
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a budget run needs to plan again from its own steps: the config as asked (before
+    `stretch`), the speed measured at start-up and the deadline (a time.perf_counter() value)."""
+
+    asked: TrainConfig
+    speed: Speed
+    deadline: float
+
+
+def replan_step(steps: int, steps_per_epoch: int) -> int:
+    """The step after which a run of `steps` (the first plan) plans again from its own: REPLAN_SHARE
+    of them or its first epoch, whichever is sooner; 0 (never) if that times fewer than TIMED_STEPS."""
+    at = min(steps_per_epoch, round(REPLAN_SHARE * steps))
+    return at if at - UNTIMED_STEPS >= TIMED_STEPS else 0
+
+
+def time_own_steps(
+    train: Callable[[int, int], EpochResult], at: int, device: torch.device
+) -> tuple[EpochResult, float]:
+    """The run's first `at` steps through `train(start, batches)`, and the seconds per step of those
+    after the first UNTIMED_STEPS (0.0 if the epoch did not get that far: a stop or a NaN)."""
+    result = train(0, UNTIMED_STEPS)
+    if result.outcome is not Outcome.FINISHED:
+        return result, 0.0
+    sync(device)
+    begin = clock()
+    result = train(UNTIMED_STEPS, at - UNTIMED_STEPS)
+    sync(device)
+    seconds = clock() - begin
+    return result, seconds / (at - UNTIMED_STEPS) if result.outcome is Outcome.FINISHED else 0.0
+
+
+def replan(plan: Plan, step: float, done: int, steps_per_epoch: int, device: torch.device) -> tuple[TrainConfig, Speed]:
+    """The asked config stretched over the most steps that fit before the deadline at `step` seconds
+    a step (the slowest rank's), `done` of them (all in the first epoch, before its evaluation)
+    trained already; never fewer than `done`."""
+    speed = dataclasses.replace(plan.speed, step=distributed.max_each(torch.tensor([step], device=device))[0])
+    left = (plan.deadline - clock()) * PLANNED_SHARE
+    # the steps done are paid for: the cost of a whole run of `steps` less theirs must fit in what is left
+    steps = max(done, steps_within(left + done * speed.step, speed, steps_per_epoch))
+    return stretch(plan.asked, distributed.least(steps, device), steps_per_epoch), speed
+
+
 def measure(
     cfg: TrainConfig,
     train: DeviceLoader,
@@ -138,15 +185,9 @@ def measure(
     # through the training loop itself: batches, forward, step, metrics and checks, as the run will
     untimed = min(UNTIMED_STEPS, len(train) - 1)
     check = agreed_check(lambda: False, device) if info.enabled else None  # the ranks leave a step together
-    start = clock()
     if untimed:
         train_one_epoch(trainer, train, max_batches=untimed, check=check)
-    sync(device)
-    # every rank must time the same steps (each is a gradient all-reduce under torchrun): the slowest's guess
-    rough = distributed.max_each(torch.tensor([(clock() - start) / max(1, untimed)], device=device))[0]
-    # a longer budget affords a longer, steadier measurement: about 1% of it
-    timed = min(MAX_TIMED_STEPS, max(TIMED_STEPS, round(MEASURED_SHARE * cfg.time_budget / max(rough, 1e-6))))
-    step = statistics.median(timed_blocks(trainer, train, untimed, min(timed, len(train) - untimed), check))
+    step = statistics.median(timed_blocks(trainer, train, untimed, min(TIMED_STEPS, len(train) - untimed), check))
     per_image = eval_seconds_per_image(trainer, valid, cfg)
     n_valid = len(valid.labels) / valid.world_size
     figures = [step, per_image * n_valid, per_image * test_images / valid.world_size, checkpoint_seconds(trainer)]

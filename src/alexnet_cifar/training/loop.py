@@ -12,14 +12,17 @@ restores every piece of state, so the final weights equal an uninterrupted run's
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from ..artifacts.checkpoint import save_checkpoint, save_weights
 from ..artifacts.run_dir import RunDir
@@ -62,7 +65,7 @@ def fit(
     """Train `cfg` on `data` (from a checkpoint if `resume`), logging the lesson's line per epoch.
     Under torchrun every rank calls this; only rank 0 writes into `run`. `stop`: signal handlers the
     caller installed earlier (so a signal during start-up is not lost); else fit installs its own."""
-    began = time.perf_counter()  # a time budget counts from here
+    began = budget.clock()  # a time budget counts from here
     fitted = hold_out(data, cfg.valid_split) if cfg.valid_split else data  # a split too big: refused here
     if resume is not None:
         check_same_data(resume, fitted, run)  # before anything is written
@@ -83,19 +86,21 @@ def fit(
     planned = None
     if cfg.time_budget and not cfg.steps:  # a resumed budget run has its steps already
         test_images = len(data.test) if cfg.valid_split else 0
-        cfg, planned = budget.plan(cfg, fitted, test_images, (device, info, policy), began + cfg.time_budget)
+        asked, deadline = cfg, began + cfg.time_budget
+        cfg, speed = budget.plan(cfg, fitted, test_images, (device, info, policy), deadline)
+        planned = budget.Plan(asked, speed, deadline)
     if info.is_main and resume is None:  # first, so that the folder is recognisably a run of this tool
         record_start(run, cfg, data, Runtime(device, info, policy))
     handler = run.attach_log() if info.is_main else None
     clean = False  # whether every rank leaves at the same point (a finish, or a stop they agreed on)
     try:
         if planned is not None:
-            log.info(budget_plan(cfg, planned))
+            log.info(budget_plan(cfg, planned.speed, "measured at start-up"))
         with contextlib.nullcontext(stop) if stop is not None else StopOnSignal() as handlers:
             runtime = Runtime(device, info, policy, handlers, show_progress and info.is_main)
-            history = Session(cfg, data, run, runtime, resume, whitening).train()
+            history = Session(cfg, data, run, runtime, resume, whitening, planned).train()
         if planned is not None:
-            used = time.perf_counter() - began
+            used = budget.clock() - began
             log.info(f"time budget {cfg.time_budget:g} s: used {used:.1f} s ({used / cfg.time_budget:.0%})")
         clean = True
         return history
@@ -133,6 +138,7 @@ class Session:
         runtime: Runtime,
         resume: dict[str, Any] | None = None,
         whitening: torch.Tensor | None = None,
+        plan: budget.Plan | None = None,
     ) -> None:
         self.cfg, self.data, self.run = cfg, data, run
         self.runtime = runtime
@@ -150,6 +156,8 @@ class Session:
         stop = self.should_stop
         self.check = agreed_check(stop, self.device) if self.info.enabled else local_check(stop)
         self.fingerprint = data_fingerprint(self.fit_data)  # with a split, of the split: a resume checks both
+        self.plan = plan  # a budget's first plan, until the run's own steps fix it (budget.replan_step)
+        self.replan_at = budget.replan_step(self.total_steps, steps_per_epoch) if plan is not None else 0
 
     def train(self) -> list[EpochRecord]:
         """Every remaining epoch, top to bottom; returns the records of the epochs trained here."""
@@ -222,25 +230,49 @@ class Session:
         self.train_loader.set_epoch(state.epoch)
         meter = Meter.from_state(state.meter, self.device, ranks=self.info.world_size)
         meter.batches = state.batch  # this rank's place in the epoch (a saved count is summed over ranks)
-        # the run's last epoch may stop short: a time budget's steps need not fill it
-        end = min(len(self.train_loader), self.total_steps - state.epoch * len(self.train_loader))
-        images = min(len(self.fit_data.train), end * self.train_loader.global_batch)
-        with progress_bar(images, f"epoch {state.epoch}", self.show_progress) as bar:
+        with progress_bar(self.epoch_images(), f"epoch {state.epoch}", self.show_progress) as bar:
             bar.update(meter.samples)
-            result = train_one_epoch(
-                self.trainer,
-                self.train_loader,
-                start=state.batch,
-                max_batches=end - state.batch,
-                meter=meter,
-                check=self.check,
-                bar=bar,
-            )
+            train = functools.partial(self.train_batches, meter=meter, bar=bar)
+            result = None
+            if self.replan_at and state.batch == 0:  # a budget's first epoch: it plans again after its own steps
+                result = self.replan(train)
+                bar.total = self.epoch_images()
+            if result is None or (result.outcome is Outcome.FINISHED and meter.batches < self.epoch_end()):
+                result = train(meter.batches, self.epoch_end() - meter.batches)
         state.step += result.meter.batches - state.batch
         if result.outcome is Outcome.DIVERGED:
             raise NonFiniteLoss(self.diverged(f"loss became NaN or infinite {self.batch_span(result.meter)}"))
         if not weights_finite(self.trainer):
             raise NonFiniteLoss(self.diverged(f"the weights became NaN or infinite in epoch {state.epoch}"))
+        return result
+
+    def train_batches(self, start: int, batches: int, meter: Meter, bar: tqdm) -> EpochResult:
+        check = self.check
+        return train_one_epoch(
+            self.trainer, self.train_loader, start=start, max_batches=batches, meter=meter, check=check, bar=bar
+        )
+
+    def epoch_end(self) -> int:
+        """The batch this epoch ends before: the run's last epoch may stop short (a time budget's steps
+        need not fill it)."""
+        return min(len(self.train_loader), self.total_steps - self.state.epoch * len(self.train_loader))
+
+    def epoch_images(self) -> int:
+        return min(len(self.fit_data.train), self.epoch_end() * self.train_loader.global_batch)
+
+    def replan(self, train: Callable[[int, int], EpochResult]) -> EpochResult:
+        """Train the first `replan_at` steps, timing them, then fix the budget's steps from that speed
+        (before anything is saved, so config.json and every checkpoint hold the final plan)."""
+        result, step = budget.time_own_steps(train, self.replan_at, self.device)
+        done, self.replan_at = self.replan_at, 0
+        if result.outcome is not Outcome.FINISHED:  # a stop or a NaN: the first plan is the plan
+            return result
+        cfg, speed = budget.replan(self.plan, step, done, len(self.train_loader), self.device)
+        self.cfg, self.total_steps = cfg, check_steps(cfg, len(self.train_loader))
+        self.trainer.reschedule(cfg, len(self.train_loader))
+        if self.info.is_main:
+            self.run.update_config(cfg.to_dict())
+        log.info(budget_plan(cfg, speed, f"timed on this run's steps {budget.UNTIMED_STEPS}-{done}: the plan is fixed"))
         return result
 
     def should_stop(self) -> bool:
@@ -348,10 +380,10 @@ class Session:
         return f"{what} (lr {lr:g}): {DIVERGED_HINT}; the last good checkpoint {self.run.last} is kept"
 
 
-def budget_plan(cfg: TrainConfig, speed: budget.Speed) -> str:
+def budget_plan(cfg: TrainConfig, speed: budget.Speed, measured: str) -> str:
     return (
         f"time budget {cfg.time_budget:g} s: {cfg.steps:,} steps ({cfg.epochs} epochs, the last one maybe partial) at "
-        f"{speed.step * 1000:.1f} ms per step and {speed.per_epoch:.2f} s per evaluation and its files, measured now; "
+        f"{speed.step * 1000:.1f} ms per step ({measured}) and {speed.per_epoch:.2f} s per evaluation and its files; "
         f"warm-up {cfg.warmup_epochs:.3g} epochs"
     )
 

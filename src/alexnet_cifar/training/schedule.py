@@ -28,9 +28,12 @@ def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     return cfg.steps or cfg.epochs * steps_per_epoch
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, step: int = 0
+) -> LambdaLR:
     """One factor per parameter group; a third group (conv1 with a frozen start) gets 0 until
-    `whiten_freeze_epochs` have passed, then the same factor as the rest."""
+    `whiten_freeze_epochs` have passed, then the same factor as the rest. `step`: the optimizer steps
+    taken already (a schedule laid anew in the middle of a run sets the lr of the next one)."""
     total = total_steps(cfg, steps_per_epoch)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     frozen_until = round(cfg.whiten_freeze_epochs * steps_per_epoch)
@@ -41,4 +44,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     def held(step: int) -> float:
         return 0.0 if step < frozen_until else factor(step)
 
-    return LambdaLR(optimizer, [factor, factor, held][: len(optimizer.param_groups)])
+    # a later start reads the peak lr from the optimizer's initial_lr, which the first schedule set
+    return LambdaLR(optimizer, [factor, factor, held][: len(optimizer.param_groups)], last_epoch=step - 1)

@@ -105,6 +105,13 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
 
+    def reschedule(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
+        """Lay `cfg`'s schedule (and the lookahead's decay) over the run from the step it has reached:
+        a time budget's steps, fixed again from the run's own speed."""
+        self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch, step=self.scheduler.last_epoch)
+        if self.lookahead is not None:
+            self.lookahead.total = total_steps(cfg, steps_per_epoch)
+
     def final_model(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.model
 
