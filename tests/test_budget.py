@@ -339,14 +339,15 @@ def test_the_plan_says_what_was_measured_in_its_units():
 @pytest.mark.parametrize(
     ("steps", "steps_per_epoch", "at"),
     [
-        (17_042, 704, 704),  # best in 5 minutes: its first epoch, a 25th of the run
-        (1_700, 560, 425),  # fast in 25 s: a quarter of the run comes before the first epoch ends
-        (220, 1_000, 55),  # a quarter of 220 leaves the least that is timed: 40 after 15 untimed
-        (216, 1_000, 0),  # a quarter of 216 (54) would time 39: the first plan stays
-        (1_000, 50, 0),  # an epoch of 50 steps is too short to time 40 after 15
+        (17_042, 704, 703),  # best in 5 minutes: its first epoch but the short last batch
+        (1_700, 560, 340),  # fast in 25 s: a fifth of the run (inside its warm-up) comes first
+        (275, 1_000, 55),  # a fifth of 275 leaves the least that is timed: 40 after 15 untimed
+        (270, 1_000, 0),  # a fifth of 270 (54) would time 39: the first plan stays
+        (1_000, 56, 55),  # an epoch of 56: all but its last batch
+        (1_000, 55, 0),  # an epoch of 55 is too short to time 40 after 15 and leave its last batch out
     ],
 )
-def test_the_run_plans_again_after_a_quarter_of_its_steps_or_its_first_epoch(steps, steps_per_epoch, at):
+def test_the_run_plans_again_after_a_fifth_of_its_steps_or_its_first_epoch(steps, steps_per_epoch, at):
     assert budget.replan_step(steps, steps_per_epoch) == at
 
 
@@ -411,8 +412,8 @@ BUDGET_RUN = {"batch_size": 2, "time_budget": 400.0, "threads": 1, "schedule": "
 
 def test_a_budget_run_plans_again_from_its_own_steps_and_ends_on_time(tmp_path, half_second_steps, caplog):
     """200 images in batches of 2: 100 steps an epoch. The first plan: 0.97 x 400 s at 1 s a step =
-    388 steps; after 97 (a quarter), the run has timed 82 at 0.5 s: the 351.5 s left (x 0.97) buy
-    681 more, 778 in all, laid over 8 epochs, and the run uses 97% of its budget, not 49%."""
+    388 steps; after 78 (a fifth), the run has timed 63 at 0.5 s: the 361 s left (x 0.97) buy 700
+    more, 778 in all, laid over 8 epochs, and the run uses 97% of its budget, not 49%."""
     from alexnet_cifar.training.schedule import lr_factor
 
     with caplog.at_level("INFO", logger="alexnet_cifar"):
@@ -424,7 +425,7 @@ def test_a_budget_run_plans_again_from_its_own_steps_and_ends_on_time(tmp_path, 
     assert "time budget 400 s: 388 steps (4 epochs" in caplog.text
     assert (
         "time budget 400 s: 778 steps (8 epochs, the last one maybe partial) at 500.0 ms per step (timed on "
-        "this run's steps 15-97: the plan is fixed)" in caplog.text
+        "this run's steps 16-78: the plan is fixed)" in caplog.text
     )
     assert "time budget 400 s: used 389.0 s (97%)" in caplog.messages
     warmup = round(cfg["warmup_epochs"] * 100)
@@ -452,7 +453,7 @@ def test_a_budget_run_stopped_after_its_new_plan_resumes_to_the_unbroken_runs_we
     monkeypatch.setattr(budget, "plan", lambda *a, **k: pytest.fail("a resume planned again"))
     monkeypatch.setattr(budget, "replan", lambda *a, **k: pytest.fail("a resume planned again"))
     resume = open_resume(run.path, {})
-    assert resume.config.steps == 778 and resume.state["progress"]["step"] > 97  # stopped after the new plan
+    assert resume.config.steps == 778 and resume.state["progress"]["step"] > 78  # stopped after the new plan
     fit(resume.config, data, resume.run, resume=resume.state, show_progress=False)
     assert all(torch.equal(a, b) for a, b in zip(run_weights(whole), run_weights(run), strict=True))
 

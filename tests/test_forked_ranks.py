@@ -10,6 +10,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import sys
@@ -209,8 +210,9 @@ def test_a_nan_loss_on_one_rank_stops_both_at_the_same_batch(data_dir, tmp_path)
 
 
 def test_a_time_budget_plans_one_number_of_steps_for_both_ranks(data_dir, tmp_path):
-    """Each rank measures its own speed and reads its own clock; they must still train the same
-    steps, or one would wait for the other's gradients for ever."""
+    """Each rank measures its own speed and reads its own clock, at start-up and over the run's first
+    epoch (60 steps), when the plan is made again; they must still train the same steps, or one
+    would wait for the other's gradients for ever."""
     run = tmp_path / "run"
     args = ["--data-dir", data_dir, "--run-dir", run, "--batch-size", 16, "--time-budget", "8s"]
     done = forked(["train", *args, *COMMON], tmp_path)
@@ -219,6 +221,10 @@ def test_a_time_budget_plans_one_number_of_steps_for_both_ranks(data_dir, tmp_pa
     assert cfg["steps"] > 0 and cfg["time_budget"] == 8.0
     assert "all 2 ranks hold identical weights: yes" in done[0][1]
     assert torch.load(run / "last.pt", weights_only=False)["progress"]["step"] == cfg["steps"]
+    # a first plan of hundreds of steps (a few ms each) is made again after 55-59 of them: a fifth,
+    # or the first epoch but its last batch
+    fixed = re.search(r"\(timed on this run's steps 16-(\d+): the plan is fixed\)", done[0][1])
+    assert (fixed and 55 <= int(fixed[1]) <= 59) or cfg["steps"] < 275, done[0][1]
 
 
 def test_a_run_started_in_one_process_resumes_on_two_ranks_as_the_pair(data_dir, pair, tmp_path):

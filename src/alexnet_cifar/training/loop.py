@@ -233,12 +233,14 @@ class Session:
         with progress_bar(self.epoch_images(), f"epoch {state.epoch}", self.show_progress) as bar:
             bar.update(meter.samples)
             train = functools.partial(self.train_batches, meter=meter, bar=bar)
-            result = None
+            result, new_plan = None, None
             if self.replan_at and state.batch == 0:  # a budget's first epoch: it plans again after its own steps
-                result = self.replan(train)
+                result, new_plan = self.replan(train)
                 bar.total = self.epoch_images()
             if result is None or (result.outcome is Outcome.FINISHED and meter.batches < self.epoch_end()):
                 result = train(meter.batches, self.epoch_end() - meter.batches)
+        if new_plan:  # once the bar is gone: a line in the middle of it would break it on a terminal
+            log.info(new_plan)
         state.step += result.meter.batches - state.batch
         if result.outcome is Outcome.DIVERGED:
             raise NonFiniteLoss(self.diverged(f"loss became NaN or infinite {self.batch_span(result.meter)}"))
@@ -260,20 +262,21 @@ class Session:
     def epoch_images(self) -> int:
         return min(len(self.fit_data.train), self.epoch_end() * self.train_loader.global_batch)
 
-    def replan(self, train: Callable[[int, int], EpochResult]) -> EpochResult:
+    def replan(self, train: Callable[[int, int], EpochResult]) -> tuple[EpochResult, str | None]:
         """Train the first `replan_at` steps, timing them, then fix the budget's steps from that speed
-        (before anything is saved, so config.json and every checkpoint hold the final plan)."""
+        (before any checkpoint, so config.json and every checkpoint hold the final plan). Returns how
+        the steps ended and the new plan's log line (None if a stop or a NaN came first)."""
         result, step = budget.time_own_steps(train, self.replan_at, self.device)
         done, self.replan_at = self.replan_at, 0
-        if result.outcome is not Outcome.FINISHED:  # a stop or a NaN: the first plan is the plan
-            return result
+        if result.outcome is not Outcome.FINISHED:  # the first plan is the plan
+            return result, None
         cfg, speed = budget.replan(self.plan, step, done, len(self.train_loader), self.device)
         self.cfg, self.total_steps = cfg, check_steps(cfg, len(self.train_loader))
         self.trainer.reschedule(cfg, len(self.train_loader))
         if self.info.is_main:
             self.run.update_config(cfg.to_dict())
-        log.info(budget_plan(cfg, speed, f"timed on this run's steps {budget.UNTIMED_STEPS}-{done}: the plan is fixed"))
-        return result
+        timed = f"timed on this run's steps {budget.UNTIMED_STEPS + 1}-{done}: the plan is fixed"  # counted from 1
+        return result, budget_plan(cfg, speed, timed)
 
     def should_stop(self) -> bool:
         """Whether a signal asked this process to stop."""
