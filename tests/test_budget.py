@@ -391,14 +391,15 @@ def test_reschedule_lays_the_new_schedule_from_the_step_reached():
 
 @pytest.fixture
 def half_second_steps(monkeypatch):
-    """A clock that moves half a second per optimizer step and stands still otherwise, and a start-up
-    measurement of 1 s a step: the run's own steps show the first plan to be twice too slow."""
+    """A clock that moves half a second per optimizer step (or what a test sets in [1]) and stands
+    still otherwise, and a start-up measurement of 1 s a step: the run's own steps show the first
+    plan to be twice too slow."""
     from alexnet_cifar.training.trainer import Trainer
 
-    now, real_step = [0.0], Trainer.step
+    now, real_step = [0.0, 0.5], Trainer.step
 
     def step(self, loss):
-        now[0] += 0.5
+        now[0] += now[1]
         real_step(self, loss)
 
     monkeypatch.setattr(budget, "clock", lambda: now[0])
@@ -470,7 +471,8 @@ def test_a_budget_run_stopped_before_its_new_plan_keeps_the_first(tmp_path, half
     data_root = write_fake_cifar(tmp_path / "data", per_batch=40, n_test=40)
     run = RunDir.create(tmp_path / "cut")
     cfg = resolve_config("seed", {"epochs": 2, "lr": 0.02, "device": "cpu", **BUDGET_RUN})
-    with pytest.raises(Interrupted):
+    # questions: 1 at start-up, 14 in the untimed span (after each batch but its last), 35 timed
+    with pytest.raises(Interrupted, match="at epoch 0, batch 50;"):
         fit(cfg, load_cifar10(data_root), run, show_progress=False, stop=stop_after(50))
     assert json.loads((run.path / "config.json").read_text())["config"]["steps"] == 388
     assert torch.load(run.last, weights_only=False)["config"]["steps"] == 388
@@ -478,3 +480,47 @@ def test_a_budget_run_stopped_before_its_new_plan_keeps_the_first(tmp_path, half
     resume = open_resume(run.path, {})
     history = fit(resume.config, load_cifar10(data_root), resume.run, resume=resume.state, show_progress=False)
     assert resume.config.steps == 388 and len(history) == 4
+
+
+def test_the_first_epoch_is_trained_once_in_three_spans_around_the_timing(tmp_path, half_second_steps, monkeypatch):
+    """15 untimed steps, the 63 timed, then the rest of the epoch: every batch once, in order."""
+    from alexnet_cifar.training import loop
+
+    spans, real_epoch = [], loop.train_one_epoch
+
+    def epoch(trainer, loader, **kwargs):
+        spans.append((kwargs["start"], kwargs["max_batches"]))
+        return real_epoch(trainer, loader, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", epoch)
+    tiny_fit(tmp_path, **BUDGET_RUN)
+    assert spans == [(0, 15), (15, 63), (78, 22), *[(0, 100)] * 6, (0, 78)]
+
+
+def test_each_epochs_bar_counts_its_images_under_the_new_plan(tmp_path, half_second_steps, monkeypatch):
+    """The bars of the re-planned run's 8 epochs: 200 images each, 156 in the last (78 steps of 2)."""
+    import io
+
+    from tqdm import tqdm
+
+    from alexnet_cifar.training import loop
+
+    bars = []
+
+    def progress_bar(total, desc, enabled=True, **options):  # shown whatever the run asks, into a buffer
+        bars.append(tqdm(total=total, desc=desc, file=io.StringIO(), disable=False))
+        return bars[-1]
+
+    monkeypatch.setattr(loop, "progress_bar", progress_bar)
+    tiny_fit(tmp_path, **BUDGET_RUN)
+    assert [(bar.total, bar.n) for bar in bars] == [(200, 200)] * 7 + [(156, 156)]
+
+
+def test_a_run_whose_own_steps_spent_its_budget_ends_where_it_planned_again(tmp_path, half_second_steps):
+    """6 s a step against the 1 s measured: after the 78 steps timed the clock reads 468 s of 400,
+    so the run ends there, inside its first epoch of 100."""
+    half_second_steps[1] = 6.0
+    history, run = tiny_fit(tmp_path, **BUDGET_RUN)
+    cfg = json.loads((run.path / "config.json").read_text())["config"]
+    assert (cfg["steps"], cfg["epochs"], len(history)) == (78, 1, 1)
+    assert torch.load(run.last, weights_only=False)["progress"]["step"] == 78

@@ -62,3 +62,15 @@ def test_warm_up_lasts_warmup_epochs_of_steps():
         trainer.scheduler.step()
     assert lrs[0] == pytest.approx(0.1 / 15) and lrs[14] == pytest.approx(0.1)  # the peak at step 14
     assert lrs[15] == pytest.approx(0.1) and lrs[39] == pytest.approx(0.1 / 25)
+
+
+def test_a_frozen_conv1_gets_lr_0_for_its_epochs_then_the_others_lr_from_the_first_step_after():
+    cfg = resolve_config("seed", {"whiten_freeze_epochs": 1.0})  # constant lr 0.1, no warm-up
+    trainer = build_trainer(cfg, torch.device("cpu"), steps_per_epoch=10)
+    lrs = []
+    for _ in range(12):
+        lrs.append([g["lr"] for g in trainer.optimizer.param_groups])  # the lr of the step about to be taken
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert all(step[2] == 0.0 for step in lrs[:10])  # conv1's group, held for its one epoch of 10 steps
+    assert lrs[10] == lrs[11] == [cfg.lr] * 3  # then at the others' lr from step 10 on
